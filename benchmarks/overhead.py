@@ -1,0 +1,120 @@
+"""Per-op overhead of the tape: a chain of 200 elementwise ops on a (16,) tensor.
+
+Runs minigrad, hand-written NumPy (forward and backward by hand, no autograd) and
+PyTorch CPU (when installed) in one process with one thread, and prints
+microseconds per op and the ratios.
+
+    python benchmarks/overhead.py [--ops 200] [--repeat 200]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import minigrad as mg  # noqa: E402
+
+
+def best_of(fn: Callable[[], object], repeat: int, rounds: int = 7) -> float:
+    """Median over ``rounds`` of the mean time of ``repeat`` calls, in seconds."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        times.append((time.perf_counter() - t0) / repeat)
+    return statistics.median(times)
+
+
+def chain_minigrad(x0: np.ndarray, c: np.ndarray, n: int, backward: bool) -> None:
+    x = mg.tensor(x0, requires_grad=True)
+    cc = mg.tensor(c)
+    h = x
+    for i in range(n):
+        k = i % 3
+        h = h * cc if k == 0 else (h + cc if k == 1 else h.tanh())
+    loss = h.sum()
+    if backward:
+        loss.backward()
+
+
+def chain_numpy(x0: np.ndarray, c: np.ndarray, n: int, backward: bool) -> None:
+    h = x0
+    saved = []
+    for i in range(n):
+        k = i % 3
+        if k == 0:
+            h = h * c
+        elif k == 1:
+            h = h + c
+        else:
+            h = np.tanh(h)
+            saved.append(h)
+    h.sum()
+    if backward:
+        g = np.ones_like(h)
+        for i in reversed(range(n)):
+            k = i % 3
+            if k == 0:
+                g = g * c
+            elif k == 2:
+                y = saved.pop()
+                g = g * (1 - y * y)
+
+
+def chain_torch(torch: object, x0: np.ndarray, c: np.ndarray, n: int, backward: bool) -> None:
+    x = torch.tensor(x0, requires_grad=True)
+    cc = torch.tensor(c)
+    h = x
+    for i in range(n):
+        k = i % 3
+        h = h * cc if k == 0 else (h + cc if k == 1 else h.tanh())
+    loss = h.sum()
+    if backward:
+        loss.backward()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=200)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal(16).astype(np.float32)
+    c = (rng.standard_normal(16) * 0.5).astype(np.float32)
+    n = args.ops
+    rows = {}
+    rows["minigrad"] = [best_of(lambda b=b: chain_minigrad(x0, c, n, b), args.repeat)
+                        for b in (False, True)]
+    rows["numpy (by hand)"] = [best_of(lambda b=b: chain_numpy(x0, c, n, b), args.repeat)
+                               for b in (False, True)]
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        rows["pytorch cpu"] = [best_of(lambda b=b: chain_torch(torch, x0, c, n, b), args.repeat)
+                               for b in (False, True)]
+    except ImportError:
+        print("(PyTorch not installed: its row is skipped)")
+    us = {k: (f * 1e6 / n, fb * 1e6 / n) for k, (f, fb) in rows.items()}
+    print(f"chain of {n} elementwise ops (mul, add, tanh) on a (16,) float32 tensor, "
+          "sum, backward; one thread")
+    print(f"{'':18s} {'fwd us/op':>10s} {'fwd+bwd us/op':>14s} {'vs numpy':>9s} {'vs torch':>9s}")
+    for k, (f, fb) in us.items():
+        vs_np = fb / us["numpy (by hand)"][1]
+        vs_t = f"{fb / us['pytorch cpu'][1]:.2f}x" if "pytorch cpu" in us else "-"
+        print(f"{k:18s} {f:10.2f} {fb:14.2f} {vs_np:8.2f}x {vs_t:>9s}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Tape, records and reverse mode."""
+
+from .api import grad
+from .function import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .tape import Tape, tape
+
+__all__ = ["Function", "Tape", "enable_grad", "grad", "is_grad_enabled", "no_grad",
+           "set_grad_enabled", "tape"]

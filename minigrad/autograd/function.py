@@ -1,0 +1,346 @@
+"""`Function`: the one way an operation enters the tape.
+
+Calling ``SomeOp.apply(*inputs, **params)`` runs ``SomeOp.forward`` on the inputs'
+arrays. When gradients are being recorded and an input requires grad, the
+``SomeOp`` instance that served as ``ctx`` becomes a *record* on the tape: it
+keeps a sequence number, an edge to each input, what ``forward`` saved for
+backward, and the op's parameters. ``backward`` later receives that same ``ctx``.
+
+A record never holds its input or output Tensors (only their arrays where it
+saved them), so intermediate results are freed as soon as nothing else needs
+them, exactly like PyTorch's graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Any
+
+from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
+
+# Grad mode and the module scope are process-wide, as in PyTorch.
+_state = {"grad": True}
+module_stack: list[Any] = []  # pushed by nn.Module.__call__; records remember the top
+_seq = itertools.count()
+
+# How `saved_tensors` unpacks while a backward runs: 0 = raw arrays (fast path),
+# 1 = Tensors without history, 2 = Tensors connected to the graph (create_graph).
+_unpack = [1]
+
+_Tensor: Any = None  # set by minigrad.tensor to break the import cycle
+
+
+def _edge(t: Any) -> Any:
+    """What a record keeps per input: the creator (record, index), the leaf, or None."""
+    if t._node is not None:
+        return (t._node, t._idx)
+    return t  # a leaf that requires grad
+
+
+class Function:
+    """Base class of every differentiable operation, built-in or user-defined.
+
+    Subclass it and write two static methods side by side::
+
+        class Cube(mg.Function):
+            @staticmethod
+            def forward(ctx, x):            # x is a NumPy/CuPy array
+                ctx.save_for_backward(x)
+                return x ** 3
+
+            @staticmethod
+            def backward(ctx, gy):          # gy is a Tensor
+                (x,) = ctx.saved_tensors    # Tensors too
+                return 3 * x ** 2 * gy      # one gradient (or None) per input
+
+        y = Cube.apply(t)
+
+    Because ``backward`` works on Tensors, a backward written in tensor ops is
+    itself recorded under ``create_graph=True`` and can be differentiated again.
+
+    ``array_backward = True`` is an optional speed-up that minigrad's own
+    primitives use: it promises that ``backward`` only uses operators and
+    methods that NumPy/CuPy arrays and Tensors share (``+ * @ .sum() .reshape()``
+    ...), so when no graph of the backward is wanted it is fed raw arrays.
+    """
+
+    # Defaults live on the class, so a record only stores what differs from them:
+    # every attribute set in `apply` is paid once per recorded op.
+    seq: int = -1
+    edges: list = []
+    saved: tuple | None = ()
+    _saved_src: list = []
+    _saved_ver: list = []
+    out_meta: tuple = ()
+    params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
+    module: Any = None
+    consts: dict | None = None
+    _g: Any = None
+    _freed = False
+
+    array_backward = False
+    #: the name shown in the tape and in graphs; defaults to the class name in lower case
+    op_name: str | None = None
+
+    # ----------------------------------------------------------------- user API
+    @staticmethod
+    def forward(ctx: Any, *args: Any, **params: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays (inputs, outputs or intermediates) for ``backward``."""
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple:
+        """What ``forward`` saved, checked against in-place changes since."""
+        saved = self.saved
+        if saved is None:
+            raise GraphError(_freed_message(self))
+        for vc, version in self._saved_ver:
+            if vc[0] != version:
+                raise GraphError(
+                    f"{self.name} (record #{self.seq}): a value it saved for backward was "
+                    f"modified in place after the forward pass (version {version} when saved, "
+                    f"now {vc[0]}), so its gradient would be wrong; clone it before changing "
+                    "it, or change it after backward")
+        mode = _unpack[0]
+        if mode == 0:
+            return saved
+        T = _Tensor
+        if mode == 1:
+            return tuple(T._wrap(a) if hasattr(a, "shape") else a for a in saved)
+        out = []
+        for a, src in zip(saved, self._saved_src):
+            if src is None:
+                out.append(T._wrap(a) if hasattr(a, "shape") else a)
+            elif src >= 0:  # input number src
+                e = self.edges[src]
+                if e is None:
+                    out.append(T._wrap(a) if hasattr(a, "shape") else a)
+                elif type(e) is tuple:
+                    out.append(T._wrap(a, e[0], e[1]))
+                else:
+                    out.append(e)  # the leaf itself
+            else:  # output number -src - 1: connect it to this very record
+                out.append(T._wrap(a, self, -src - 1))
+        return tuple(out)
+
+    @property
+    def needs_input_grad(self) -> tuple[bool, ...]:
+        """One flag per input: whether backward has to produce its gradient."""
+        return tuple(e is not None for e in self.edges)
+
+    @property
+    def name(self) -> str:
+        return type(self).op_name or type(self).__name__.lower()
+
+    def __repr__(self) -> str:
+        seq = getattr(self, "seq", None)
+        return f"<{self.name} #{seq}>" if seq is not None else f"<{self.name}>"
+
+    # ------------------------------------------------------------- recording
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Any:
+        """Run the op on ``inputs`` (Tensors or constants) and record it if needed."""
+        T = _Tensor
+        arrays = []
+        edges = []
+        record = False
+        const = False
+        for t in inputs:
+            if isinstance(t, T):
+                arrays.append(t._data)
+                if t._rg:
+                    record = True
+                    edges.append((t._node, t._idx) if t._node is not None else t)
+                    continue
+            else:
+                arrays.append(t)
+            edges.append(None)
+            const = True
+        if _cuda_check[0] and len(arrays) > 1:
+            _check_devices(cls, arrays)
+        ctx = cls.__new__(cls)
+        try:
+            out = cls.forward(ctx, *arrays, **params)
+        except MinigradError:
+            raise
+        except (ValueError, TypeError, IndexError) as exc:
+            raise _op_error(cls, inputs, params, exc) from None
+        if not (record and _state["grad"]):
+            if type(out) is tuple:
+                return tuple([T._wrap(o) for o in out])
+            return T._wrap(out)
+
+        ctx.seq = next(_seq)
+        ctx.edges = edges
+        if params:
+            ctx.params = params
+        if module_stack:
+            ctx.module = module_stack[-1]
+        if const:
+            ctx.consts = _consts(inputs, edges)
+        if ctx.saved:
+            _note_saved(ctx, inputs, arrays, out)
+        if type(out) is tuple:
+            ctx.out_meta = [(o.shape, o.dtype) for o in out]
+            return tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
+        ctx.out_meta = ((out.shape, out.dtype),)
+        return T._wrap(out, ctx, 0)
+
+
+_cuda_check = [False]  # flipped by the backend once a CUDA array exists
+
+
+def _consts(inputs: tuple, edges: list) -> dict:
+    """How a record remembers its constant inputs: small ones by value, others weakly."""
+    T = _Tensor
+    out = {}
+    for i, e in enumerate(edges):
+        if e is None:
+            t = inputs[i]
+            if isinstance(t, T):
+                out[i] = t if t._data.size <= 1 else weakref.ref(t)
+            elif hasattr(t, "shape") and t.size > 1:
+                out[i] = ("array", t.shape, t.dtype)
+            else:
+                out[i] = t
+    return out
+
+
+def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
+    """Remember where each saved array came from and, for inputs, their version now."""
+    src = []
+    ver = []
+    for s in ctx.saved:
+        i = 0
+        for a in arrays:
+            if s is a:
+                break
+            i += 1
+        if i < len(arrays) and hasattr(inputs[i], "_vc"):
+            t = inputs[i]
+            vc = t._vc
+            if vc is None:
+                vc = t._vc = [0]
+            src.append(i)
+            ver.append((vc, vc[0]))
+            continue
+        if s is out:
+            src.append(-1)
+        elif type(out) is tuple and any(s is o for o in out):
+            src.append(-1 - [s is o for o in out].index(True))
+        else:
+            src.append(None)
+    ctx._saved_src = src
+    ctx._saved_ver = ver
+
+
+def _freed_message(ctx: Function) -> str:
+    return (f"{ctx.name} (record #{ctx.seq}): trying to backward through the graph a second "
+            "time, but its saved values were already freed by the first backward. Pass "
+            "retain_graph=True to the first backward() (or mg.grad) if you need to go "
+            "through the graph again.")
+
+
+def _describe(t: Any) -> str:
+    if isinstance(t, _Tensor):
+        return f"{tuple(t.shape)} {t.dtype}"
+    shape = getattr(t, "shape", None)
+    if shape is not None:
+        return f"array{tuple(shape)} {t.dtype}"
+    return f"{type(t).__name__} {t!r}"
+
+
+def _op_error(cls: type, inputs: tuple, params: dict, exc: Exception) -> Exception:
+    """Turn a backend error inside ``forward`` into one that names the op and operands."""
+    name = cls.op_name or cls.__name__.lower()
+    operands = ", ".join(_describe(t) for t in inputs)
+    extra = f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
+    msg = f"{name}: cannot apply to operands ({operands}){extra}: {exc}"
+    if isinstance(exc, IndexError):
+        return IndexError(msg)
+    if isinstance(exc, TypeError):
+        return DTypeError(msg)
+    return ShapeError(msg)
+
+
+def _check_devices(cls: type, arrays: list) -> None:
+    from ..backend import device_of
+
+    devices = {device_of(a) for a in arrays if hasattr(a, "shape")}
+    if len(devices) > 1:
+        name = cls.op_name or cls.__name__.lower()
+        kinds = ", ".join(device_of(a) if hasattr(a, "shape") else "scalar" for a in arrays)
+        raise DeviceError(
+            f"{name}: expected all operands on one device, got operands on ({kinds}); "
+            "move them with .to('cpu') or .to('cuda') first")
+
+
+# --------------------------------------------------------------------- grad mode
+def is_grad_enabled() -> bool:
+    """Whether new operations are being recorded on the tape."""
+    return _state["grad"]
+
+
+class _GradMode:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        self.prev = _state["grad"]
+        _state["grad"] = self.enabled
+
+    def __exit__(self, *exc: Any) -> None:
+        _state["grad"] = self.prev
+
+    def __call__(self, fn: Any) -> Any:
+        import functools
+
+        enabled = self.enabled
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with _GradMode(enabled):
+                return fn(*a, **k)
+
+        return wrapper
+
+
+def no_grad() -> _GradMode:
+    """Context manager and decorator: run without recording on the tape."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager and decorator: record again inside a ``no_grad`` block."""
+    return _GradMode(True)
+
+
+def set_grad_enabled(mode: bool) -> _GradMode:
+    """Context manager that sets grad mode to ``mode``."""
+    return _GradMode(bool(mode))
+
+
+def dual(cls: type) -> Any:
+    """A function that runs ``cls`` on Tensors (recorded) or on raw arrays (plain).
+
+    Backward formulas call these so that the same formula computes plain array
+    gradients or, under ``create_graph``, a recorded and differentiable graph.
+    """
+    def fn(*args: Any, **params: Any) -> Any:
+        T = _Tensor
+        for a in args:
+            if isinstance(a, T):
+                return cls.apply(*args, **params)
+        return cls.forward(cls.__new__(cls), *args, **params)
+
+    fn.__name__ = cls.op_name or cls.__name__.lower()
+    fn.__doc__ = cls.__doc__
+    return fn

@@ -1,0 +1,124 @@
+"""`mg.tape(*roots)`: the recorded operations behind some tensors, as a Wengert list.
+
+The tape is not a global list: each record points to the records of its inputs,
+so the tape of some roots is every record reachable from them, in the order the
+sequence numbers give (execution order). Records that nothing refers to any more
+are freed by Python like any other object, so the tape never grows without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from . import function as fn_mod
+from .engine import collect
+from .function import Function
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _fmt_param(v: Any) -> str:
+    if hasattr(v, "shape") and getattr(v, "size", 2) > 1:
+        return f"array{_fmt_shape(tuple(v.shape))}"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_fmt_param(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, slice):
+        parts = ["" if p is None else str(p) for p in (v.start, v.stop, v.step)]
+        return ":".join(parts[:2] if v.step is None else parts)
+    if v is Ellipsis:
+        return "..."
+    if hasattr(v, "name") and hasattr(v, "itemsize"):
+        return str(v)  # a dtype
+    return repr(v)
+
+
+class Tape:
+    """The records leading to some roots, oldest first. Iterate it, index it, print it."""
+
+    def __init__(self, roots: tuple) -> None:
+        T = fn_mod._Tensor
+        for r in roots:
+            if not isinstance(r, T):
+                raise TypeError(f"tape: expected Tensors, got {type(r).__name__}")
+        self.roots = roots
+        self.records: list[Function] = collect(roots)[::-1]
+        self._names: dict[Any, str] = {}
+        leaf_count = 0
+        for rec in self.records:
+            for e in rec.edges:
+                if e is not None and type(e) is not tuple and e not in self._names:
+                    self._names[e] = e.name or f"x{leaf_count}"
+                    leaf_count += 1
+        for r in roots:
+            if r.name and r._node is not None:
+                self._names[(r._node, r._idx)] = r.name
+            elif r._node is None and r not in self._names:
+                self._names[r] = r.name or f"x{leaf_count}"
+                leaf_count += 1
+
+    def __iter__(self) -> Iterator[Function]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Function:
+        return self.records[i]
+
+    def var_name(self, edge: Any) -> str:
+        """The Wengert-list name of a value: ``v<seq>`` for op outputs, names for leaves."""
+        if type(edge) is tuple:
+            node, idx = edge
+            name = self._names.get(edge)
+            if name:
+                return name
+            return f"v{node.seq}" if len(node.out_meta) == 1 else f"v{node.seq}.{idx}"
+        return self._names.get(edge, "?")
+
+    def _const_name(self, rec: Function, i: int) -> str:
+        c = (rec.consts or {}).get(i)
+        T = fn_mod._Tensor
+        if callable(c) and not isinstance(c, T):
+            c = c()  # a weak reference
+        if isinstance(c, T):
+            if c.size == 1:
+                return repr(c.item())
+            return c.name or f"const{_fmt_shape(c.shape)}"
+        if isinstance(c, tuple) and c and c[0] == "array":
+            return f"const{_fmt_shape(tuple(c[1]))}"
+        if c is None:
+            return "const"
+        if hasattr(c, "item"):
+            return repr(c.item())
+        return repr(c)
+
+    def line(self, rec: Function) -> str:
+        """One Wengert-list line for ``rec``."""
+        args = [self.var_name(e) if e is not None else self._const_name(rec, i)
+                for i, e in enumerate(rec.edges)]
+        params = [f"{k}={_fmt_param(v)}" for k, v in (rec.params or {}).items()]
+        outs = ", ".join(self.var_name((rec, i)) for i in range(len(rec.out_meta)))
+        meta = ", ".join(f"{_fmt_shape(tuple(s))} {d}" for s, d in rec.out_meta)
+        where = f"  in {rec.module}" if rec.module is not None else ""
+        freed = "  (freed)" if rec.saved is None else ""
+        return (f"#{rec.seq:<4d} {outs} = {rec.name}({', '.join(args + params)})"
+                f"    # {meta}{where}{freed}")
+
+    def __str__(self) -> str:
+        if not self.records:
+            return "<empty tape: the roots have no recorded history>"
+        return "\n".join(self.line(r) for r in self.records)
+
+    def __repr__(self) -> str:
+        return f"<Tape of {len(self.records)} records>\n{self}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+def tape(*roots: Any) -> Tape:
+    """The recorded operations that lead to ``roots``, in execution order."""
+    return Tape(roots)

@@ -1,0 +1,106 @@
+"""Factories: tensor, zeros, ones, full, arange, rand, randn and friends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from . import random as _random
+from .tensor import Tensor
+
+
+def _shape(shape: tuple) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _new(array: Any, requires_grad: bool, name: str | None = None) -> Tensor:
+    t = Tensor._wrap(array)
+    t.name = name
+    if requires_grad:
+        t.requires_grad = True
+    return t
+
+
+def tensor(data: Any, dtype: Any = None, device: str | None = None,
+           requires_grad: bool = False, name: str | None = None) -> Tensor:
+    """A new leaf tensor holding a copy of ``data``.
+
+    Python floats (and lists of them) give float32; NumPy/CuPy arrays keep their
+    dtype; Python ints give int64, which cannot require grad.
+    """
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad, name=name)
+
+
+def _xp(device: str | None) -> Any:
+    dev = backend.check_device(device)
+    if dev == "cuda":
+        from .autograd import function as _fn
+
+        _fn._cuda_check[0] = True
+    return backend.get_array_module(dev)
+
+
+def zeros(*shape: Any, dtype: Any = np.float32, device: str | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
+    return _new(_xp(device).zeros(_shape(shape), dtype=dtype), requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = np.float32, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor of ones."""
+    return _new(_xp(device).ones(_shape(shape), dtype=dtype), requires_grad)
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """A tensor filled with ``fill_value`` (float32 for a Python float)."""
+    if dtype is None:
+        dtype = np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return _new(_xp(device).full(shape, fill_value, dtype=dtype), requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with ``t``'s shape, dtype and device."""
+    xp = backend.xp_of(t._data)
+    return _new(xp.zeros(t._data.shape, dtype=dtype or t._data.dtype), requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with ``t``'s shape, dtype and device."""
+    xp = backend.xp_of(t._data)
+    return _new(xp.ones(t._data.shape, dtype=dtype or t._data.dtype), requires_grad)
+
+
+def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
+           device: str | None = None, requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values in ``[start, stop)``, as NumPy's ``arange``."""
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
+        dtype = np.float32
+    return _new(_xp(device).arange(start, stop, step, dtype=dtype), requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
+         requires_grad: bool = False) -> Tensor:
+    """Uniform samples in ``[0, 1)``."""
+    dev = backend.check_device(device)
+    gen = _random.generator(dev)
+    shp = _shape(shape)
+    a = gen.random(shp, dtype=np.float64) if dev == "cpu" else gen.random_sample(shp)
+    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad)
+
+
+def randn(*shape: Any, dtype: Any = np.float32, device: str | None = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples."""
+    dev = backend.check_device(device)
+    gen = _random.generator(dev)
+    a = gen.standard_normal(_shape(shape))
+    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad)

@@ -1,0 +1,213 @@
+"""Arithmetic: + - * / ** @ and negation, with NumPy broadcasting.
+
+Every backward sums its gradient back to the input's shape (``sum_to``), which
+is how broadcasting is undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd.function import Function
+from ._util import shape_of, sum_to
+
+
+class Add(Function):
+    array_backward = True
+    op_name = "add"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        ctx.shapes = (shape_of(a), shape_of(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        e, (sa, sb) = ctx.edges, ctx.shapes
+        return (sum_to(g, sa) if e[0] is not None else None,
+                sum_to(g, sb) if e[1] is not None else None)
+
+
+class Sub(Function):
+    array_backward = True
+    op_name = "sub"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        ctx.shapes = (shape_of(a), shape_of(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        e, (sa, sb) = ctx.edges, ctx.shapes
+        return (sum_to(g, sa) if e[0] is not None else None,
+                sum_to(-g, sb) if e[1] is not None else None)
+
+
+class Mul(Function):
+    array_backward = True
+    op_name = "mul"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        a, b = ctx.saved_tensors
+        e = ctx.edges
+        return (sum_to(g * b, shape_of(a)) if e[0] is not None else None,
+                sum_to(g * a, shape_of(b)) if e[1] is not None else None)
+
+
+class Div(Function):
+    array_backward = True
+    op_name = "div"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        a, b = ctx.saved_tensors
+        e = ctx.edges
+        ga = g / b
+        return (sum_to(ga, shape_of(a)) if e[0] is not None else None,
+                sum_to(-ga * a / b, shape_of(b)) if e[1] is not None else None)
+
+
+class Neg(Function):
+    array_backward = True
+    op_name = "neg"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any) -> Any:
+        return -a
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return -g
+
+
+class PowConst(Function):
+    """``x ** c`` for a constant Python number ``c``."""
+
+    array_backward = True
+    op_name = "pow"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, c: float) -> Any:
+        ctx.save_for_backward(x)
+        return x ** c
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        c = ctx.params["c"]
+        if c == 2:
+            return g * (x * 2)
+        return g * (x ** (c - 1) * c)
+
+
+class Pow(Function):
+    """``a ** b`` where the exponent is a tensor too."""
+
+    array_backward = True
+    op_name = "pow"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        from .unary import log
+
+        a, b, y = ctx.saved_tensors
+        e = ctx.edges
+        return (sum_to(g * b * a ** (b - 1), shape_of(a)) if e[0] is not None else None,
+                sum_to(g * y * log(a), shape_of(b)) if e[1] is not None else None)
+
+
+class MatMul(Function):
+    """Matrix product with NumPy's rules: 1-D operands and batched broadcasting."""
+
+    array_backward = True
+    op_name = "matmul"
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Any:
+        if getattr(a, "ndim", 0) == 0 or getattr(b, "ndim", 0) == 0:
+            raise ValueError("matmul needs operands with at least one dimension; use * for "
+                             "scalars")
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        a, b = ctx.saved_tensors
+        e = ctx.edges
+        if a.ndim == 2 and b.ndim == 2:  # the common case, without reshapes
+            return (g @ b.T if e[0] is not None else None,
+                    a.T @ g if e[1] is not None else None)
+        # Promote 1-D operands to matrices as NumPy does, then undo it.
+        a2 = a if a.ndim > 1 else a.reshape((1, a.shape[0]))
+        b2 = b if b.ndim > 1 else b.reshape((b.shape[0], 1))
+        gshape = tuple(g.shape)
+        if a.ndim == 1 and b.ndim == 1:
+            gshape = (1, 1)
+        elif a.ndim == 1:
+            gshape = gshape[:-1] + (1, gshape[-1])
+        elif b.ndim == 1:
+            gshape = gshape + (1,)
+        g2 = g.reshape(gshape)
+        ga = gb = None
+        if e[0] is not None:
+            ga = sum_to(g2 @ b2.swapaxes(-1, -2), tuple(a2.shape)).reshape(tuple(a.shape))
+        if e[1] is not None:
+            gb = sum_to(a2.swapaxes(-1, -2) @ g2, tuple(b2.shape)).reshape(tuple(b.shape))
+        return ga, gb
+
+
+def _const(x: Any) -> Any:
+    """Turn a list operand into an array; Tensors, arrays and numbers pass through."""
+    if isinstance(x, (list, tuple)):
+        import numpy as np
+
+        return np.asarray(x)
+    return x
+
+
+
+
+
+
+
+
+
+
+
+
+add = Add.apply
+sub = Sub.apply
+mul = Mul.apply
+div = Div.apply
+neg = Neg.apply
+
+
+def pow(a: Any, b: Any) -> Any:  # noqa: A001 - mirrors the operator's name
+    """``a ** b``; a constant Python-number exponent is a parameter of the op."""
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        return PowConst.apply(a, c=b)
+    return Pow.apply(_const(a), _const(b))
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` (NumPy's matmul rules, batched dimensions broadcast)."""
+    return MatMul.apply(_const(a), _const(b))
+

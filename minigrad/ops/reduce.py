@@ -1,0 +1,160 @@
+"""Reductions over axes: sum, mean, var, max, min (and argmax/argmin, no gradient)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd.function import Function
+from ._util import broadcast_to, keep_shape, norm_axes
+
+
+class Sum(Function):
+    array_backward = True
+    op_name = "sum"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        axes = norm_axes("sum", axis, x.ndim, x.shape)
+        ctx.in_shape, ctx.axes = x.shape, axes
+        return x.sum(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        if not ctx.params.get("keepdims"):
+            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
+        return broadcast_to(g, ctx.in_shape)
+
+
+class Mean(Function):
+    array_backward = True
+    op_name = "mean"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        axes = norm_axes("mean", axis, x.ndim, x.shape)
+        ctx.in_shape, ctx.axes = x.shape, axes
+        if x.size == 0:
+            raise ValueError("mean of an empty tensor")
+        return x.mean(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        if not ctx.params.get("keepdims"):
+            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
+        m = 1
+        for a in ctx.axes:
+            m *= ctx.in_shape[a]
+        return broadcast_to(g * (1.0 / m), ctx.in_shape)
+
+
+class Var(Function):
+    """Variance ``mean((x - mean(x))**2) * m / (m - ddof)`` over ``axis``."""
+
+    array_backward = True
+    op_name = "var"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+        axes = norm_axes("var", axis, x.ndim, x.shape)
+        m = 1
+        for a in axes:
+            m *= x.shape[a]
+        if m - ddof <= 0:
+            raise ValueError(f"var needs more than ddof={ddof} values per reduction, got {m}")
+        ctx.in_shape, ctx.axes, ctx.scale = x.shape, axes, 2.0 / (m - ddof)
+        ctx.save_for_backward(x)
+        return x.var(axis=axes, keepdims=keepdims, ddof=ddof)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        if not ctx.params.get("keepdims"):
+            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
+        # Recomputing the centred x from the saved input keeps this differentiable.
+        return g * ((x - x.mean(axis=ctx.axes, keepdims=True)) * ctx.scale)
+
+
+class _Extreme(Function):
+    """max/min. Ties split the gradient equally among the tied elements."""
+
+    array_backward = True
+    reduce: Any = None
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        name = cls.op_name
+        axes = norm_axes(name, axis, x.ndim, x.shape)
+        if x.size == 0:
+            raise ValueError(f"{name} of an empty tensor")
+        y = cls.reduce(x, axis=axes, keepdims=True)
+        mask = x == y
+        w = mask / mask.sum(axis=axes, keepdims=True)
+        ctx.save_for_backward(w.astype(x.dtype, copy=False))
+        ctx.axes = axes
+        return y if keepdims else y.reshape(tuple(s for i, s in enumerate(x.shape)
+                                                  if i not in axes))
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (w,) = ctx.saved_tensors
+        if not ctx.params.get("keepdims"):
+            g = g.reshape(keep_shape(tuple(w.shape), ctx.axes))
+        return g * w
+
+
+class Max(_Extreme):
+    op_name = "max"
+    reduce = staticmethod(np.max)
+
+
+class Min(_Extreme):
+    op_name = "min"
+    reduce = staticmethod(np.min)
+
+
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Sum over ``axis`` (None: all axes; an int; or a tuple of ints)."""
+    return Sum.apply(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Arithmetic mean over ``axis``."""
+    return Mean.apply(x, axis=axis, keepdims=keepdims)
+
+
+def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+    """Variance over ``axis``; ``ddof=0`` is the biased (population) estimate."""
+    return Var.apply(x, axis=axis, keepdims=keepdims, ddof=ddof)
+
+
+def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+    """Standard deviation, ``sqrt(var(x))``."""
+    from .unary import sqrt
+
+    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof))
+
+
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Maximum over ``axis``; tied maxima share the gradient equally."""
+    return Max.apply(x, axis=axis, keepdims=keepdims)
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Minimum over ``axis``; tied minima share the gradient equally."""
+    return Min.apply(x, axis=axis, keepdims=keepdims)
+
+
+def argmax(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Index of the maximum (an integer tensor, no gradient)."""
+    from ..tensor import Tensor
+
+    return Tensor._wrap(x._data.argmax(axis=axis, keepdims=keepdims))
+
+
+def argmin(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Index of the minimum (an integer tensor, no gradient)."""
+    from ..tensor import Tensor
+
+    return Tensor._wrap(x._data.argmin(axis=axis, keepdims=keepdims))

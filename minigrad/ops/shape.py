@@ -1,0 +1,323 @@
+"""Ops that move values around: reshape, transpose, indexing, joining, selecting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function, dual
+from ._util import BroadcastTo, shape_of, sum_to
+
+
+def _share_version(out: Any, x: Any) -> Any:
+    """Views share the version counter of their base, so writes through either count."""
+    if x._vc is None:
+        x._vc = [0]
+    out._vc = x._vc
+    return out
+
+
+class Reshape(Function):
+    array_backward = True
+    op_name = "reshape"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, shape: tuple) -> Any:
+        ctx.in_shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return g.reshape(ctx.in_shape)
+
+
+class Transpose(Function):
+    array_backward = True
+    op_name = "transpose"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, axes: Any = None) -> Any:
+        if axes is None:
+            axes = tuple(range(x.ndim))[::-1]
+        elif sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"axes {tuple(axes)} are not a permutation of the tensor's "
+                             f"{x.ndim} axes")
+        ctx.inv = tuple(np.argsort([a % x.ndim for a in axes]))
+        return x.transpose(axes)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return g.transpose(ctx.inv)
+
+
+class SwapAxes(Function):
+    array_backward = True
+    op_name = "swapaxes"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, a: int, b: int) -> Any:
+        return x.swapaxes(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return g.swapaxes(ctx.params["a"], ctx.params["b"])
+
+
+class Squeeze(Function):
+    array_backward = True
+    op_name = "squeeze"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, axis: Any = None) -> Any:
+        ctx.in_shape = x.shape
+        return x.squeeze(axis=axis)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return g.reshape(ctx.in_shape)
+
+
+def raw_index(idx: Any) -> Any:
+    """An index with Tensors and lists replaced by backend arrays."""
+    from ..tensor import Tensor
+
+    def conv(i: Any) -> Any:
+        if isinstance(i, Tensor):
+            return i._data
+        if isinstance(i, list):
+            return np.asarray(i)
+        return i
+
+    if isinstance(idx, tuple):
+        return tuple(conv(i) for i in idx)
+    return conv(idx)
+
+
+def _int_index(idx: Any) -> tuple:
+    """The index as a tuple with boolean masks turned into integer arrays (for add.at)."""
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    out: list = []
+    for i in idx:
+        if hasattr(i, "dtype") and i.dtype == bool:
+            out.extend(i.nonzero())
+        else:
+            out.append(i)
+    return tuple(out)
+
+
+class GetItem(Function):
+    """``x[idx]``: basic slicing and integer-array indexing."""
+
+    array_backward = True
+    op_name = "getitem"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, idx: Any) -> Any:
+        ctx.in_shape = x.shape
+        return x[idx]
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        return scatter_add(g, idx=ctx.params["idx"], shape=ctx.in_shape)
+
+
+class ScatterAdd(Function):
+    """Zeros of ``shape`` with ``g`` added at ``idx``; repeated indices accumulate."""
+
+    array_backward = True
+    op_name = "scatter_add"
+
+    @staticmethod
+    def forward(ctx: Any, g: Any, idx: Any, shape: tuple) -> Any:
+        xp = backend.xp_of(g)
+        out = xp.zeros(shape, dtype=g.dtype)
+        full = idx if isinstance(idx, tuple) else (idx,)
+        if not any(hasattr(i, "shape") for i in full):
+            out[idx] = g  # basic indexing never repeats an element
+        elif xp is np:
+            np.add.at(out, _int_index(idx), g)
+        else:
+            import cupyx  # noqa: PLC0415 - only on the GPU
+
+            cupyx.scatter_add(out, _int_index(idx), g)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, gg: Any) -> Any:
+        return gg[ctx.params["idx"]]
+
+
+scatter_add = dual(ScatterAdd)
+
+
+class Concatenate(Function):
+    array_backward = True
+    op_name = "concatenate"
+
+    @staticmethod
+    def forward(ctx: Any, *xs: Any, axis: int = 0) -> Any:
+        ctx.sizes = [x.shape[axis] for x in xs]
+        return backend.xp_of(xs[0]).concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        axis = ctx.params.get("axis", 0) % g.ndim
+        out, start = [], 0
+        for n in ctx.sizes:
+            out.append(g[(slice(None),) * axis + (slice(start, start + n),)])
+            start += n
+        return tuple(out)
+
+
+class Stack(Function):
+    array_backward = True
+    op_name = "stack"
+
+    @staticmethod
+    def forward(ctx: Any, *xs: Any, axis: int = 0) -> Any:
+        ctx.n = len(xs)
+        return backend.xp_of(xs[0]).stack(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        axis = ctx.params.get("axis", 0) % g.ndim
+        return tuple(g[(slice(None),) * axis + (i,)] for i in range(ctx.n))
+
+
+class Where(Function):
+    """``cond ? a : b`` elementwise; ``cond`` gets no gradient."""
+
+    array_backward = True
+    op_name = "where"
+
+    @staticmethod
+    def forward(ctx: Any, cond: Any, a: Any, b: Any) -> Any:
+        ctx.shapes = (shape_of(a), shape_of(b))
+        out = np.where(cond, a, b)
+        ctx.save_for_backward(backend.xp_of(out).asarray(cond, dtype=bool))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (c,) = ctx.saved_tensors
+        e, (sa, sb) = ctx.edges, ctx.shapes
+        ga = g * c
+        return (None,
+                sum_to(ga, sa) if e[1] is not None else None,
+                sum_to(g - ga, sb) if e[2] is not None else None)
+
+
+class _Pairwise(Function):
+    """maximum/minimum; where the two are equal the gradient is split in half."""
+
+    array_backward = True
+    pick: Any = None
+
+    @classmethod
+    def forward(cls, ctx: Any, a: Any, b: Any) -> Any:
+        ctx.shapes = (shape_of(a), shape_of(b))
+        out = cls.pick(a, b)
+        wa = (out == a) * 1.0 - (a == b) * 0.5
+        ctx.save_for_backward(wa.astype(out.dtype, copy=False))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (wa,) = ctx.saved_tensors
+        e, (sa, sb) = ctx.edges, ctx.shapes
+        ga = g * wa
+        return (sum_to(ga, sa) if e[0] is not None else None,
+                sum_to(g - ga, sb) if e[1] is not None else None)
+
+
+class Maximum(_Pairwise):
+    op_name = "maximum"
+    pick = staticmethod(np.maximum)
+
+
+class Minimum(_Pairwise):
+    op_name = "minimum"
+    pick = staticmethod(np.minimum)
+
+
+# ------------------------------------------------------------------ public API
+def reshape(x: Any, shape: Any) -> Any:
+    """The same values in a new shape (one entry may be -1)."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    return _share_version(Reshape.apply(x, shape=tuple(shape)), x)
+
+
+def transpose(x: Any, axes: Any = None) -> Any:
+    """Permute axes (reverse them when ``axes`` is None)."""
+    return _share_version(Transpose.apply(x, axes=tuple(axes) if axes is not None else None), x)
+
+
+def swapaxes(x: Any, a: int, b: int) -> Any:
+    """Exchange two axes."""
+    return _share_version(SwapAxes.apply(x, a=a, b=b), x)
+
+
+def flatten(x: Any, start_axis: int = 0) -> Any:
+    """Collapse the axes from ``start_axis`` on into one."""
+    shape = x.shape
+    start_axis %= max(len(shape), 1)
+    return reshape(x, shape[:start_axis] + (-1,))
+
+
+def squeeze(x: Any, axis: Any = None) -> Any:
+    """Drop axes of size 1 (all of them, or those in ``axis``)."""
+    return _share_version(Squeeze.apply(x, axis=axis), x)
+
+
+def unsqueeze(x: Any, axis: int) -> Any:
+    """Insert an axis of size 1 at position ``axis``."""
+    shape = list(x.shape)
+    n = len(shape) + 1
+    if not -n <= axis < n:
+        from ..errors import ShapeError
+
+        raise ShapeError(f"unsqueeze: axis {axis} is out of range for a result of {n} dims "
+                         f"(input shape {tuple(shape)})")
+    shape.insert(axis % n, 1)
+    return reshape(x, tuple(shape))
+
+
+def broadcast_to(x: Any, shape: Any) -> Any:
+    """Repeat ``x`` along new or size-1 axes to ``shape``; gradients are summed back."""
+    return _share_version(BroadcastTo.apply(x, shape=tuple(shape)), x)
+
+
+def getitem(x: Any, idx: Any) -> Any:
+    """``x[idx]``; repeated integer indices accumulate their gradients."""
+    return GetItem.apply(x, idx=raw_index(idx))
+
+
+def concatenate(tensors: Any, axis: int = 0) -> Any:
+    """Join tensors along an existing axis."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors: Any, axis: int = 0) -> Any:
+    """Join tensors along a new axis."""
+    return Stack.apply(*tensors, axis=axis)
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """Elementwise ``a`` where ``cond`` is true, else ``b`` (with broadcasting)."""
+    from ..tensor import Tensor
+
+    c = cond._data if isinstance(cond, Tensor) else cond
+    return Where.apply(c, a, b)
+
+
+def maximum(a: Any, b: Any) -> Any:
+    """Elementwise maximum; ties split the gradient evenly."""
+    return Maximum.apply(a, b)
+
+
+def minimum(a: Any, b: Any) -> Any:
+    """Elementwise minimum; ties split the gradient evenly."""
+    return Minimum.apply(a, b)
