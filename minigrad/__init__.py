@@ -1,22 +1,67 @@
 """minigrad: a small tape-based reverse-mode autograd framework on NumPy and CuPy."""
 
 from . import backend
-from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
-                       set_grad_enabled, tape)
+from .autograd import (
+                       Function,
+                       Tape,
+                       enable_grad,
+                       grad,
+                       is_grad_enabled,
+                       no_grad,
+                       set_grad_enabled,
+                       tape,
+)
 from .backend import cuda_available
-from .creation import (arange, full, ones, ones_like, rand, randn, tensor, zeros,
-                       zeros_like)
-from .errors import (DeviceError, DTypeError, GradcheckError, GraphError, MinigradError,
-                     ShapeError)
+from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .errors import DeviceError, DTypeError, GradcheckError, GraphError, MinigradError, ShapeError
 from .gradcheck import gradcheck, gradgradcheck
-from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div,
-                  equal, exp, flatten, getitem, greater, greater_equal, less, less_equal, log,
-                  matmul, max, maximum, mean, min, minimum, mul, neg, not_equal, pow, relu,
-                  reshape, sigmoid, sqrt, squeeze, stack, std, sub, sum, swapaxes, tanh,
-                  transpose, unsqueeze, var, where)
+from .ops import (
+                       abs,
+                       add,
+                       argmax,
+                       argmin,
+                       astype,
+                       broadcast_to,
+                       clip,
+                       concatenate,
+                       div,
+                       equal,
+                       exp,
+                       flatten,
+                       getitem,
+                       greater,
+                       greater_equal,
+                       less,
+                       less_equal,
+                       log,
+                       matmul,
+                       max,
+                       maximum,
+                       mean,
+                       min,
+                       minimum,
+                       mul,
+                       neg,
+                       not_equal,
+                       pow,
+                       relu,
+                       reshape,
+                       sigmoid,
+                       sqrt,
+                       squeeze,
+                       stack,
+                       std,
+                       sub,
+                       sum,
+                       swapaxes,
+                       tanh,
+                       transpose,
+                       unsqueeze,
+                       var,
+                       where,
+)
 from .random import manual_seed
-from .tensor import (Tensor, bool_, float16, float32, float64, int8, int16, int32, int64,
-                     uint8)
+from .tensor import Tensor, bool_, float16, float32, float64, int8, int16, int32, int64, uint8
 
 __version__ = "0.1.0"
 

@@ -75,9 +75,9 @@ def gradcheck(fn: Callable, inputs: Sequence[Any] | Any, eps: float = 1e-6, atol
                 for k in range(xs[i].size):
                     n = numeric[i][k][oi][j]
                     err = abs(a[k] - n) - (atol + rtol * abs(n))
-                    if not np.isfinite(a[k]) or not np.isfinite(n) or err > 0:
-                        if worst is None or not np.isfinite(err) or err > worst[0]:
-                            worst = (err if np.isfinite(err) else np.inf, i, k, oi, j, a[k], n)
+                    bad = not np.isfinite(a[k]) or not np.isfinite(n) or err > 0
+                    if bad and (worst is None or not np.isfinite(err) or err > worst[0]):
+                        worst = (err if np.isfinite(err) else np.inf, i, k, oi, j, a[k], n)
     if worst is not None:
         _, i, k, oi, j, a, n = worst
         name = inputs[i].name if isinstance(inputs[i], Tensor) and inputs[i].name else f"input {i}"

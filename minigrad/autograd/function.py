@@ -15,13 +15,26 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
 
+
+class Scope(NamedTuple):
+    """The module an op ran inside: its dotted path from the outermost module called
+    (``"layers.1"``; ``""`` for that outermost module) and its class name."""
+
+    path: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(root)'}: {self.kind}"
+
+
 # Grad mode and the module scope are process-wide, as in PyTorch.
 _state = {"grad": True}
-module_stack: list[Any] = []  # pushed by nn.Module.__call__; records remember the top
+# nn.Module.__call__ pushes a Scope while it runs; each record keeps the top one.
+module_stack: list[Scope] = []
 _seq = itertools.count()
 
 # How `saved_tensors` unpacks while a backward runs: 0 = raw arrays (fast path),
