@@ -10,6 +10,7 @@ recursion.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,12 +34,11 @@ def collect(roots: Sequence[Any]) -> list[Function]:
         for e in n.edges:
             if type(e) is tuple:
                 stack.append(e[0])
-    nodes.sort(key=_seq_key, reverse=True)
+    nodes.sort(key=_by_seq, reverse=True)
     return nodes
 
 
-def _seq_key(n: Function) -> int:
-    return n.seq
+_by_seq = operator.attrgetter("seq")
 
 
 def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
@@ -106,14 +106,14 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             if g is None:
                 continue
             n._g = None
-            if n._freed:
+            if n.saved is None:  # freed by an earlier backward
                 raise GraphError(_freed_message(n))
             if want:
                 _capture(n, g, want, result)
-            cls = type(n)
-            if cls.array_backward and not multi_out(n):
+            cls = n.__class__
+            if cls.array_backward and len(n.out_meta) == 1:  # the fast path
                 in_grads = cls.backward(n, g)
-                if type(in_grads) is not tuple:
+                if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
             else:
                 in_grads = _call_backward(n, g, create_graph)
@@ -132,7 +132,6 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                     leaf_grads[e] = gi if cur is None else cur + gi
             if not retain_graph:
                 n.saved = None
-                n._freed = True
     except BaseException:
         for n in nodes:
             n._g = None
@@ -166,10 +165,6 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
         else:
             leaf.grad._data = g
     return None
-
-
-def multi_out(n: Function) -> bool:
-    return len(n.out_meta) > 1
 
 
 def _deliver(edge: Any, g: Any, leaf_grads: dict) -> None:

@@ -17,6 +17,8 @@ import itertools
 import weakref
 from typing import Any, NamedTuple
 
+import numpy as _np
+
 from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
 
 
@@ -42,13 +44,6 @@ _seq = itertools.count()
 _unpack = [1]
 
 _Tensor: Any = None  # set by minigrad.tensor to break the import cycle
-
-
-def _edge(t: Any) -> Any:
-    """What a record keeps per input: the creator (record, index), the leaf, or None."""
-    if t._node is not None:
-        return (t._node, t._idx)
-    return t  # a leaf that requires grad
 
 
 class Function:
@@ -83,14 +78,18 @@ class Function:
     seq: int = -1
     edges: list = []
     saved: tuple | None = ()
-    _saved_src: list = []
-    _saved_ver: list = []
+    # Per saved array: the input Tensor it is, -1-j for output j, or None (an
+    # intermediate). Holding a saved input's Tensor costs nothing: its array is
+    # held anyway, and it is the tensor to hand back, graph and all, under
+    # create_graph.
+    _saved_from: Any = ()
+    _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
+    _epoch = 0  # the write epoch when this record was made
     out_meta: tuple = ()
     params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
     module: Any = None
     consts: dict | None = None
-    _g: Any = None
-    _freed = False
+    _g: Any = None  # the gradient pending for the outputs while backward runs
 
     array_backward = False
     #: the name shown in the tape and in graphs; defaults to the class name in lower case
@@ -115,34 +114,65 @@ class Function:
         saved = self.saved
         if saved is None:
             raise GraphError(_freed_message(self))
-        for vc, version in self._saved_ver:
-            if vc[0] != version:
-                raise GraphError(
-                    f"{self.name} (record #{self.seq}): a value it saved for backward was "
-                    f"modified in place after the forward pass (version {version} when saved, "
-                    f"now {vc[0]}), so its gradient would be wrong; clone it before changing "
-                    "it, or change it after backward")
+        if self._epoch != _writes[0]:  # something was written in place since forward
+            self._check_versions()
         mode = _unpack[0]
         if mode == 0:
             return saved
         T = _Tensor
         if mode == 1:
-            return tuple(T._wrap(a) if hasattr(a, "shape") else a for a in saved)
+            return tuple([T._wrap(a) if hasattr(a, "shape") else a for a in saved])
         out = []
-        for a, src in zip(saved, self._saved_src):
+        for a, src in zip(saved, self._saved_from):
             if src is None:
                 out.append(T._wrap(a) if hasattr(a, "shape") else a)
-            elif src >= 0:  # input number src
-                e = self.edges[src]
-                if e is None:
-                    out.append(T._wrap(a) if hasattr(a, "shape") else a)
-                elif type(e) is tuple:
-                    out.append(T._wrap(a, e[0], e[1]))
-                else:
-                    out.append(e)  # the leaf itself
-            else:  # output number -src - 1: connect it to this very record
+            elif type(src) is int:  # output -src - 1: connect it to this very record
                 out.append(T._wrap(a, self, -src - 1))
+            elif src._rg:
+                out.append(src)  # the input itself, with its history
+            else:
+                out.append(T._wrap(a))
         return tuple(out)
+
+    def _check_versions(self) -> None:
+        ver = self._saved_ver
+        for k, t in enumerate(self._saved_from):
+            if t is None or type(t) is int:
+                continue
+            vc = t._vc
+            then = ver[k] if ver else 0
+            if vc is not None and vc[0] != then:
+                raise GraphError(
+                    f"{self.name} (record #{self.seq}): a value it saved for backward was "
+                    f"modified in place after the forward pass (version {then} when saved, "
+                    f"now {vc[0]}), so its gradient would be wrong; clone it before changing "
+                    "it, or change it after backward")
+
+    @property
+    def saved_sources(self) -> list:
+        """Where each saved value came from: input index, ``-1-j`` for output j, or None."""
+        out: list = []
+        for src in self._saved_from:
+            if src is None or type(src) is int:
+                out.append(src)
+                continue
+            key = (src._node, src._idx) if src._node is not None else src
+            pos = None
+            for i, e in enumerate(self.edges):
+                same_leaf = e is key
+                same_out = type(e) is tuple and type(key) is tuple and e[0] is key[0] \
+                    and e[1] == key[1]
+                if same_leaf or same_out:
+                    pos = i
+                    break
+            if pos is None:  # a constant input: match it among the constants
+                for i, c in (self.consts or {}).items():
+                    if c is src or (isinstance(c, weakref.ref) and c() is src):
+                        pos = i
+            out.append(pos)
+        return out
+
+    _saved_src = saved_sources
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
@@ -164,19 +194,30 @@ class Function:
         T = _Tensor
         arrays = []
         edges = []
+        consts = None
         record = False
-        const = False
+        raw = False  # some input is not a Tensor (a number or an array)
+        i = 0
         for t in inputs:
             if isinstance(t, T):
                 arrays.append(t._data)
                 if t._rg:
                     record = True
                     edges.append((t._node, t._idx) if t._node is not None else t)
+                    i += 1
                     continue
+                # Constants are remembered for the tape and graphs: small ones by
+                # value, larger ones weakly so the record does not keep them alive.
+                c = t if t._data.size <= 1 else weakref.ref(t)
             else:
                 arrays.append(t)
+                raw = True
+                c = t if not hasattr(t, "shape") or t.size <= 1 else ("array", t.shape, t.dtype)
             edges.append(None)
-            const = True
+            if consts is None:
+                consts = {}
+            consts[i] = c
+            i += 1
         if _cuda_check[0] and len(arrays) > 1:
             _check_devices(cls, arrays)
         ctx = cls.__new__(cls)
@@ -197,40 +238,47 @@ class Function:
             ctx.params = params
         if module_stack:
             ctx.module = module_stack[-1]
-        if const:
-            ctx.consts = _consts(inputs, edges)
-        if ctx.saved:
-            _note_saved(ctx, inputs, arrays, out)
+        if consts is not None:
+            ctx.consts = consts
+        saved = ctx.saved
+        if saved:
+            ctx._epoch = _writes[0]
+            n = len(saved)
+            if n == 1 and saved[0] is out:
+                ctx._saved_from = _FROM_OUT0
+            elif (not raw and n == len(arrays) and n <= 2 and saved[0] is arrays[0]
+                  and saved[-1] is arrays[-1] and inputs[0]._vc is None
+                  and inputs[-1]._vc is None):
+                ctx._saved_from = inputs  # saved exactly its (never written) inputs
+            else:
+                _note_saved(ctx, inputs, arrays, out)
         if type(out) is tuple:
             ctx.out_meta = [(o.shape, o.dtype) for o in out]
             return tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
         ctx.out_meta = ((out.shape, out.dtype),)
-        return T._wrap(out, ctx, 0)
+        # Tensor._wrap, inlined: this runs once per recorded op.
+        y = _new(T)
+        y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
+        y.grad = y._vc = y.name = None
+        y._node = ctx
+        y._idx = 0
+        y._rg = True
+        return y
 
 
+_new = object.__new__
 _cuda_check = [False]  # flipped by the backend once a CUDA array exists
-
-
-def _consts(inputs: tuple, edges: list) -> dict:
-    """How a record remembers its constant inputs: small ones by value, others weakly."""
-    T = _Tensor
-    out = {}
-    for i, e in enumerate(edges):
-        if e is None:
-            t = inputs[i]
-            if isinstance(t, T):
-                out[i] = t if t._data.size <= 1 else weakref.ref(t)
-            elif hasattr(t, "shape") and t.size > 1:
-                out[i] = ("array", t.shape, t.dtype)
-            else:
-                out[i] = t
-    return out
+# Bumped by every tracked in-place write; a record made at the current epoch
+# cannot have seen any, so backward skips its version checks.
+_writes = [0]
+_FROM_OUT0 = (-1,)
 
 
 def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
-    """Remember where each saved array came from and, for inputs, their version now."""
-    src = []
-    ver = []
+    """Remember where each saved array came from and the saved inputs' versions."""
+    frm: list = []
+    ver: list = []
+    written = False
     for s in ctx.saved:
         i = 0
         for a in arrays:
@@ -239,20 +287,25 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
             i += 1
         if i < len(arrays) and hasattr(inputs[i], "_vc"):
             t = inputs[i]
+            frm.append(t)
             vc = t._vc
-            if vc is None:
-                vc = t._vc = [0]
-            src.append(i)
-            ver.append((vc, vc[0]))
-            continue
-        if s is out:
-            src.append(-1)
+            if vc is not None and vc[0]:
+                written = True
+                ver.append(vc[0])
+            else:
+                ver.append(0)
+        elif s is out:
+            frm.append(-1)
+            ver.append(0)
         elif type(out) is tuple and any(s is o for o in out):
-            src.append(-1 - [s is o for o in out].index(True))
+            frm.append(-1 - [s is o for o in out].index(True))
+            ver.append(0)
         else:
-            src.append(None)
-    ctx._saved_src = src
-    ctx._saved_ver = ver
+            frm.append(None)
+            ver.append(0)
+    ctx._saved_from = frm
+    if written:
+        ctx._saved_ver = tuple(ver)
 
 
 def _freed_message(ctx: Function) -> str:

@@ -12,36 +12,56 @@ from ..autograd.function import Function
 from ._util import shape_of, sum_to
 
 
+def _broadcast_shapes(a: Any, b: Any, out: Any) -> Any:
+    """The inputs' shapes if either differs from the output's (broadcasting), else None."""
+    sa, sb = shape_of(a), shape_of(b)
+    return None if sa == out.shape == sb else (sa, sb)
+
+
 class Add(Function):
     array_backward = True
     op_name = "add"
+    shapes: Any = None  # set only when broadcasting happened
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
-        return a + b
+        out = a + b
+        if getattr(a, "shape", None) != out.shape or getattr(b, "shape", None) != out.shape:
+            ctx.shapes = _broadcast_shapes(a, b, out)
+        return out
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        e, (sa, sb) = ctx.edges, ctx.shapes
-        return (sum_to(g, sa) if e[0] is not None else None,
-                sum_to(g, sb) if e[1] is not None else None)
+        e0, e1 = ctx.edges
+        if ctx.shapes is None:
+            return (g if e0 is not None else None), (g if e1 is not None else None)
+        sa, sb = ctx.shapes
+        return (sum_to(g, sa) if e0 is not None else None,
+                sum_to(g, sb) if e1 is not None else None)
 
 
 class Sub(Function):
     array_backward = True
     op_name = "sub"
+    shapes: Any = None
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
-        return a - b
+        out = a - b
+        if getattr(a, "shape", None) != out.shape or getattr(b, "shape", None) != out.shape:
+            ctx.shapes = _broadcast_shapes(a, b, out)
+        return out
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        e, (sa, sb) = ctx.edges, ctx.shapes
-        return (sum_to(g, sa) if e[0] is not None else None,
-                sum_to(-g, sb) if e[1] is not None else None)
+        e0, e1 = ctx.edges
+        sa, sb = ctx.shapes or (None, None)
+        ga = gb = None
+        if e0 is not None:
+            ga = g if sa is None else sum_to(g, sa)
+        if e1 is not None:
+            gb = -g if sb is None else sum_to(-g, sb)
+        return ga, gb
 
 
 class Mul(Function):
@@ -56,9 +76,17 @@ class Mul(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         a, b = ctx.saved_tensors
-        e = ctx.edges
-        return (sum_to(g * b, shape_of(a)) if e[0] is not None else None,
-                sum_to(g * a, shape_of(b)) if e[1] is not None else None)
+        e0, e1 = ctx.edges
+        ga = gb = None
+        if e0 is not None:  # then a came from a Tensor and has a shape
+            ga = g * b
+            if ga.shape != a.shape:
+                ga = sum_to(ga, a.shape)
+        if e1 is not None:
+            gb = g * a
+            if gb.shape != b.shape:
+                gb = sum_to(gb, b.shape)
+        return ga, gb
 
 
 class Div(Function):
@@ -73,10 +101,18 @@ class Div(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         a, b = ctx.saved_tensors
-        e = ctx.edges
+        e0, e1 = ctx.edges
         ga = g / b
-        return (sum_to(ga, shape_of(a)) if e[0] is not None else None,
-                sum_to(-ga * a / b, shape_of(b)) if e[1] is not None else None)
+        gb = None
+        if e1 is not None:
+            gb = -ga * a / b
+            if gb.shape != b.shape:
+                gb = sum_to(gb, b.shape)
+        if e0 is None:
+            ga = None
+        elif ga.shape != a.shape:
+            ga = sum_to(ga, a.shape)
+        return ga, gb
 
 
 class Neg(Function):
