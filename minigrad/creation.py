@@ -37,11 +37,10 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
 
 def _xp(device: str | None) -> Any:
     dev = backend.check_device(device)
+    xp = backend.get_array_module(dev)
     if dev == "cuda":
-        from .autograd import function as _fn
-
-        _fn._cuda_check[0] = True
-    return backend.get_array_module(dev)
+        backend.cuda_in_use = True
+    return xp
 
 
 def zeros(*shape: Any, dtype: Any = np.float32, device: str | None = None,

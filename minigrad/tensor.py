@@ -92,6 +92,12 @@ for _name in ("__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__
     setattr(_VersionedArray, _name, _make(_name))
 
 
+def _describe_data(data: Any) -> str:
+    if isinstance(data, (list, tuple)):
+        return f"a {type(data).__name__} of ragged length or holding non-numbers"
+    return f"an object of type {type(data).__name__}"
+
+
 def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
     """Build the backend array for ``mg.tensor``: Python floats become float32."""
     if isinstance(data, Tensor):
@@ -99,20 +105,21 @@ def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
         if device is not None:
             arr = backend.to_device(arr, backend.check_device(device))
         return arr.astype(dtype) if dtype is not None else arr.copy()
-    if dtype is None and not hasattr(data, "dtype"):
-        probe = np.asarray(data)
-        if probe.dtype == np.float64:
+    if not hasattr(data, "dtype"):
+        try:
+            probe = np.asarray(data)
+        except ValueError:  # NumPy refuses ragged nesting
+            probe = np.empty(0, object)
+        if probe.dtype.kind in "OUSV":
+            raise DTypeError(f"tensor: cannot make a tensor from {_describe_data(data)}; "
+                             "expected numbers, nested lists of equal length, or an array")
+        if dtype is None and probe.dtype == np.float64:
             dtype = np.float32  # Python floats (and lists of them) give float32
-        elif probe.dtype == object:
-            raise DTypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
-                             "(ragged nested lists or non-numbers); expected numbers, "
-                             "nested lists of equal length, or an array")
         data = probe
     dev = backend.check_device(device) if device is not None else backend.device_of(data)
     xp = backend.get_array_module(dev)
     if dev == "cuda":
         backend.cuda_in_use = True
-        _fn._cuda_check[0] = True
     if dev == "cpu" and backend.device_of(data) == "cuda":
         data = backend.to_device(data, "cpu")
     arr = xp.array(data, dtype=dtype)  # always a copy: a tensor owns its data
@@ -302,7 +309,6 @@ class Tensor:
             return self
         if dev == "cuda":
             backend.get_array_module("cuda")  # the clear error when CuPy is missing
-            _fn._cuda_check[0] = True
         return _ops.to_device(self, device=dev)
 
     def cpu(self) -> Tensor:

@@ -59,8 +59,8 @@ def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
             raise ShapeError(
                 f"backward: grad has shape {tuple(g.shape)} but the output has shape "
                 f"{tuple(root.shape)}; they must match")
-        if g.dtype != root._data.dtype:
-            g = g.astype(root._data.dtype)
+        # A copy: the caller's array must not become (part of) some leaf's .grad.
+        g = g.astype(root._data.dtype, copy=True)
     if create_graph:
         return grad if isinstance(grad, T) else T._wrap(g)
     return g
@@ -111,27 +111,42 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             if want:
                 _capture(n, g, want, result)
             cls = n.__class__
+            if create_graph:
+                mark = next(fn_mod._seq)  # records made from here on belong to n's backward
             if cls.array_backward and len(n.out_meta) == 1:  # the fast path
                 in_grads = cls.backward(n, g)
                 if in_grads.__class__ is not tuple:
                     in_grads = (in_grads,)
             else:
                 in_grads = _call_backward(n, g, create_graph)
-            for e, gi in zip(n.edges, in_grads):
+            if create_graph:
+                _tag(in_grads, mark, n.seq)
+            edges = n.edges
+            if len(in_grads) != len(edges):
+                raise GraphError(_count_message(n, len(in_grads)))
+            # An op with several inputs can mix dtypes (float32 * float64); each
+            # gradient is cast back to its input's dtype, as PyTorch does.
+            mixed = len(edges) > 1
+            for e, gi in zip(edges, in_grads):
                 if e is None or gi is None:
                     continue
                 if type(e) is tuple:
                     p = e[0]
+                    if mixed and gi.dtype != p.out_meta[e[1]][1]:
+                        gi = gi.astype(p.out_meta[e[1]][1])
                     if len(p.out_meta) == 1:
                         pg = p._g
                         p._g = gi if pg is None else pg + gi
                     else:
                         _deliver(e, gi, leaf_grads)
                 else:
+                    if mixed and gi.dtype != e._data.dtype:
+                        gi = gi.astype(e._data.dtype)
                     cur = leaf_grads.get(e)
                     leaf_grads[e] = gi if cur is None else cur + gi
             if not retain_graph:
                 n.saved = None
+                n._saved_from = ()  # saved input tensors go with their arrays
     except BaseException:
         for n in nodes:
             n._g = None
@@ -181,6 +196,16 @@ def _deliver(edge: Any, g: Any, leaf_grads: dict) -> None:
     else:
         cur = leaf_grads.get(edge)
         leaf_grads[edge] = g if cur is None else cur + g
+
+
+def _tag(grads: tuple, mark: int, seq: int) -> None:
+    """Mark the records a create_graph backward of record ``seq`` just made."""
+    stack = [g._node for g in grads if g is not None and getattr(g, "_node", None) is not None]
+    while stack:
+        r = stack.pop()
+        if r.seq > mark and r.backward_of is None:
+            r.backward_of = seq
+            stack.extend(e[0] for e in r.edges if type(e) is tuple)
 
 
 def _key(t: Any) -> Any:
@@ -241,22 +266,38 @@ def _call_backward(n: Function, g: Any, create_graph: bool) -> tuple:
     if type(out) is not tuple:
         out = (out,)
     if len(out) != len(n.edges):
-        raise GraphError(
-            f"{n.name}.backward returned {len(out)} gradient(s) but the op has "
+        raise GraphError(_count_message(n, len(out)))
+    if not cls.array_backward:  # a user's backward: check what it returned
+        out = tuple(_checked_grad(n, i, e, o, create_graph)
+                    for i, (e, o) in enumerate(zip(n.edges, out)))
+    elif create_graph:
+        out = tuple(o if o is None or isinstance(o, T) else T._wrap(o) for o in out)
+    return out
+
+
+def _count_message(n: Function, got: int) -> str:
+    return (f"{n.name}.backward returned {got} gradient(s) but the op has "
             f"{len(n.edges)} input(s); return one gradient (or None) per input")
+
+
+def _checked_grad(n: Function, i: int, e: Any, o: Any, create_graph: bool) -> Any:
+    """A user backward's gradient for input ``i``, as the engine needs it."""
+    T = fn_mod._Tensor
+    if o is None or e is None:
+        return None
+    raw = o._data if isinstance(o, T) else o
+    if not hasattr(raw, "shape"):
+        raise GraphError(f"{n.name}.backward returned a {type(o).__name__} for input {i}; "
+                         "expected a Tensor, an array or None")
+    if isinstance(e, T):
+        shape, dtype = e.shape, e.dtype
+    else:
+        shape, dtype = e[0].out_meta[e[1]]
+    if tuple(raw.shape) != tuple(shape):
+        raise ShapeError(
+            f"{n.name}.backward returned a gradient of shape {tuple(raw.shape)} for "
+            f"input {i}, whose shape is {tuple(shape)}")
     if create_graph:
-        return tuple(o if o is None or isinstance(o, T) else T._wrap(o) for o in out)
-    if cls.array_backward:
-        return out
-    checked = []
-    for i, (e, o) in enumerate(zip(n.edges, out)):
-        if isinstance(o, T):
-            o = o._data
-        if o is not None and e is not None:
-            shape = e.shape if isinstance(e, T) else e[0].out_meta[e[1]][0]
-            if tuple(o.shape) != tuple(shape):
-                raise ShapeError(
-                    f"{n.name}.backward returned a gradient of shape {tuple(o.shape)} for "
-                    f"input {i}, whose shape is {tuple(shape)}")
-        checked.append(o)
-    return tuple(checked)
+        o = o if isinstance(o, T) else T._wrap(o)
+        return o if o.dtype == dtype else o.astype(dtype)
+    return raw if raw.dtype == dtype else raw.astype(dtype)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as _np
 
+from .. import backend as _backend
 from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
 
 
@@ -84,12 +85,16 @@ class Function:
     # create_graph.
     _saved_from: Any = ()
     _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
+    _out_vc: tuple = (None, None)  # per output: its version counter, when it was saved
     _epoch = 0  # the write epoch when this record was made
     out_meta: tuple = ()
     params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
     module: Any = None
     consts: dict | None = None
     _g: Any = None  # the gradient pending for the outputs while backward runs
+    #: for a record made by a create_graph backward: the seq of the record whose
+    #: backward made it (graphs use it to draw the derivation)
+    backward_of: int | None = None
 
     array_backward = False
     #: the name shown in the tape and in graphs; defaults to the class name in lower case
@@ -137,9 +142,9 @@ class Function:
     def _check_versions(self) -> None:
         ver = self._saved_ver
         for k, t in enumerate(self._saved_from):
-            if t is None or type(t) is int:
+            if t is None:
                 continue
-            vc = t._vc
+            vc = self._out_vc[-t - 1] if type(t) is int else t._vc
             then = ver[k] if ver else 0
             if vc is not None and vc[0] != then:
                 raise GraphError(
@@ -218,7 +223,7 @@ class Function:
                 consts = {}
             consts[i] = c
             i += 1
-        if _cuda_check[0] and len(arrays) > 1:
+        if _backend.cuda_in_use and len(arrays) > 1:
             _check_devices(cls, arrays)
         ctx = cls.__new__(cls)
         try:
@@ -246,6 +251,7 @@ class Function:
             n = len(saved)
             if n == 1 and saved[0] is out:
                 ctx._saved_from = _FROM_OUT0
+                ctx._out_vc = ([0],)
             elif (not raw and n == len(arrays) and n <= 2 and saved[0] is arrays[0]
                   and saved[-1] is arrays[-1] and inputs[0]._vc is None
                   and inputs[-1]._vc is None):
@@ -254,12 +260,16 @@ class Function:
                 _note_saved(ctx, inputs, arrays, out)
         if type(out) is tuple:
             ctx.out_meta = [(o.shape, o.dtype) for o in out]
-            return tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
+            ys = tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
+            for y, vc in zip(ys, ctx._out_vc):
+                y._vc = vc
+            return ys
         ctx.out_meta = ((out.shape, out.dtype),)
         # Tensor._wrap, inlined: this runs once per recorded op.
         y = _new(T)
         y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
-        y.grad = y._vc = y.name = None
+        y.grad = y.name = None
+        y._vc = ctx._out_vc[0]  # a saved output shares its counter with its record
         y._node = ctx
         y._idx = 0
         y._rg = True
@@ -267,7 +277,6 @@ class Function:
 
 
 _new = object.__new__
-_cuda_check = [False]  # flipped by the backend once a CUDA array exists
 # Bumped by every tracked in-place write; a record made at the current epoch
 # cannot have seen any, so backward skips its version checks.
 _writes = [0]
@@ -294,15 +303,21 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
                 ver.append(vc[0])
             else:
                 ver.append(0)
-        elif s is out:
-            frm.append(-1)
+        elif s is out or (type(out) is tuple and any(s is o for o in out)):
+            j = 0 if s is out else [s is o for o in out].index(True)
+            frm.append(-1 - j)
             ver.append(0)
-        elif type(out) is tuple and any(s is o for o in out):
-            frm.append(-1 - [s is o for o in out].index(True))
-            ver.append(0)
+            outs = list(ctx._out_vc) if ctx._out_vc is not Function._out_vc else []
+            n_out = len(out) if type(out) is tuple else 1
+            outs += [None] * (n_out - len(outs))
+            if outs[j] is None:
+                outs[j] = [0]
+            ctx._out_vc = tuple(outs)
         else:
             frm.append(None)
             ver.append(0)
+    if type(out) is tuple and len(ctx._out_vc) < len(out):
+        ctx._out_vc = tuple(ctx._out_vc) + (None,) * (len(out) - len(ctx._out_vc))
     ctx._saved_from = frm
     if written:
         ctx._saved_ver = tuple(ver)

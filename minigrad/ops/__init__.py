@@ -1,86 +1,16 @@
 """The primitive operations. Each is a `Function` with forward and VJP side by side."""
 
 from ._util import BroadcastTo, SumTo, sum_to
-from ._util import broadcast_to as _broadcast_any
-from .arith import (
-                    Add,
-                    Div,
-                    MatMul,
-                    Mul,
-                    Neg,
-                    Pow,
-                    PowConst,
-                    Sub,
-                    add,
-                    div,
-                    matmul,
-                    mul,
-                    neg,
-                    pow,
-                    sub,
-)
-from .compare import (
-                    equal,
-                    greater,
-                    greater_equal,
-                    less,
-                    less_equal,
-                    logical_and,
-                    logical_not,
-                    logical_or,
-                    not_equal,
-)
+from .arith import (Add, Div, MatMul, Mul, Neg, Pow, PowConst, Sub, add, div, matmul, mul, neg,
+                    pow, sub)
+from .compare import (equal, greater, greater_equal, less, less_equal, logical_and, logical_not,
+                      logical_or, not_equal)
 from .reduce import Max, Mean, Min, Sum, Var, argmax, argmin, max, mean, min, std, sum, var
-from .shape import (
-                    Concatenate,
-                    GetItem,
-                    Maximum,
-                    Minimum,
-                    Reshape,
-                    ScatterAdd,
-                    Squeeze,
-                    Stack,
-                    SwapAxes,
-                    Transpose,
-                    Where,
-                    broadcast_to,
-                    concatenate,
-                    flatten,
-                    getitem,
-                    maximum,
-                    minimum,
-                    raw_index,
-                    reshape,
-                    squeeze,
-                    stack,
-                    swapaxes,
-                    transpose,
-                    unsqueeze,
-                    where,
-)
-from .unary import (
-                    Abs,
-                    AsType,
-                    Clip,
-                    Clone,
-                    Exp,
-                    Log,
-                    ReLU,
-                    Sigmoid,
-                    Sqrt,
-                    Tanh,
-                    ToDevice,
-                    abs,
-                    astype,
-                    clip,
-                    clone,
-                    exp,
-                    log,
-                    relu,
-                    sigmoid,
-                    sqrt,
-                    tanh,
-                    to_device,
-)
+from .shape import (Concatenate, GetItem, Maximum, Minimum, Reshape, ScatterAdd, Squeeze, Stack,
+                    SwapAxes, Transpose, Where, broadcast_to, concatenate, flatten, getitem,
+                    maximum, minimum, raw_index, reshape, scatter_add, squeeze, stack, swapaxes,
+                    transpose, unsqueeze, where)
+from .unary import (Abs, AsType, Clip, Clone, Exp, Log, ReLU, Sigmoid, Sqrt, Tanh, ToDevice, abs,
+                    astype, clip, clone, exp, log, relu, sigmoid, sqrt, tanh, to_device)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

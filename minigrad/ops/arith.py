@@ -6,6 +6,7 @@ is how broadcasting is undone.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..autograd.function import Function
@@ -166,8 +167,10 @@ class Pow(Function):
 
         a, b, y = ctx.saved_tensors
         e = ctx.edges
+        # math.log keeps a Python base weakly typed, so float32 stays float32
+        log_a = log(a) if hasattr(a, "shape") else math.log(a)
         return (sum_to(g * b * a ** (b - 1), shape_of(a)) if e[0] is not None else None,
-                sum_to(g * y * log(a), shape_of(b)) if e[1] is not None else None)
+                sum_to(g * y * log_a, shape_of(b)) if e[1] is not None else None)
 
 
 class MatMul(Function):

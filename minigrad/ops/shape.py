@@ -292,7 +292,12 @@ def broadcast_to(x: Any, shape: Any) -> Any:
 
 def getitem(x: Any, idx: Any) -> Any:
     """``x[idx]``; repeated integer indices accumulate their gradients."""
-    return GetItem.apply(x, idx=raw_index(idx))
+    idx = raw_index(idx)
+    out = GetItem.apply(x, idx=idx)
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    if not any(hasattr(i, "shape") for i in parts):
+        _share_version(out, x)  # basic indexing makes a view of x's memory
+    return out
 
 
 def concatenate(tensors: Any, axis: int = 0) -> Any:

@@ -117,9 +117,8 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any) -> Any:
-        mask = x > 0
-        ctx.save_for_backward(mask)
-        return x * mask
+        ctx.save_for_backward(x > 0)
+        return np.maximum(x, 0)  # not x * mask: -inf * 0 would be nan
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:

@@ -1,0 +1,391 @@
+"""Errors: they name the op and the operands, and in-place changes of saved values are caught.
+
+Shape mismatches, integer dtypes that cannot require grad, modification of a
+value saved for backward (raised at backward, naming the op, and not raised
+when the change is harmless), devices, axes out of range, and bad input to
+``mg.tensor``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+
+
+def leaf(values: Any) -> mg.Tensor:
+    """A float64 leaf that requires grad."""
+    return mg.tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
+
+
+def shape_text(shape: tuple) -> str:
+    """A regex matching the tuple repr of ``shape``."""
+    return re.escape(str(tuple(shape)))
+
+
+# ------------------------------------------------------------ shape mismatches
+@pytest.mark.parametrize("fn", [lambda a, b: a + b, mg.add, lambda a, b: a.__add__(b)])
+def test_add_shape_mismatch_names_op_and_shapes(fn: Callable) -> None:
+    a, b = leaf(np.ones((2, 3))), leaf(np.ones(4))
+    with pytest.raises(mg.ShapeError) as info:
+        fn(a, b)
+    msg = str(info.value)
+    assert msg.startswith("add")
+    assert re.search(shape_text((2, 3)), msg) and re.search(shape_text((4,)), msg)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("name, fn", [("sub", lambda a, b: a - b), ("mul", lambda a, b: a * b),
+                                      ("div", lambda a, b: a / b),
+                                      ("maximum", mg.maximum)])
+def test_other_broadcast_mismatches_name_the_op(name: str, fn: Callable) -> None:
+    with pytest.raises(mg.ShapeError, match=rf"^{name}.*\(3, 2\).*\(3,\)"):
+        fn(leaf(np.ones((3, 2))), leaf(np.ones(3)))
+
+
+def test_matmul_shape_mismatch_names_op_and_shapes() -> None:
+    a, b = leaf(np.ones((2, 3))), leaf(np.ones((4, 2)))
+    with pytest.raises(mg.ShapeError, match=r"^matmul.*\(2, 3\).*\(4, 2\)"):
+        a @ b
+    with pytest.raises(mg.ShapeError, match=r"^matmul"):
+        mg.matmul(leaf(np.ones(3)), leaf(np.ones(2)))
+    with pytest.raises(mg.ShapeError, match=r"^matmul"):
+        leaf(np.ones(3)) @ leaf(np.array(2.0))
+
+
+def test_reshape_mismatch_names_op_and_shapes() -> None:
+    a = leaf(np.ones((2, 3)))
+    with pytest.raises(mg.ShapeError, match=r"^reshape.*\(2, 3\).*\(4,\)"):
+        a.reshape(4)
+    with pytest.raises(mg.ShapeError, match=r"^reshape.*\(5, -1\)"):
+        a.reshape(5, -1)
+
+
+def test_broadcast_to_and_concatenate_mismatches() -> None:
+    a = leaf(np.ones((2, 3)))
+    with pytest.raises(mg.ShapeError, match=r"^broadcast_to.*\(2, 3\).*\(4, 3\)"):
+        a.broadcast_to((4, 3))
+    with pytest.raises(mg.ShapeError, match=r"^concatenate.*\(2, 3\).*\(3, 2\)"):
+        mg.concatenate([a, leaf(np.ones((3, 2)))], axis=0)
+    with pytest.raises(mg.ShapeError, match=r"^stack"):
+        mg.stack([a, leaf(np.ones((3, 2)))])
+
+
+def test_comparison_shape_mismatch() -> None:
+    with pytest.raises(mg.ShapeError, match="less"):
+        _ = leaf(np.ones(2)) < leaf(np.ones(3))
+
+
+# ------------------------------------------------------------------- dtypes
+def test_requires_grad_on_integer_tensor_raises() -> None:
+    with pytest.raises(mg.DTypeError, match="int64"):
+        mg.tensor([1, 2, 3], requires_grad=True)
+    t = mg.tensor([1, 2, 3])
+    with pytest.raises(mg.DTypeError):
+        t.requires_grad = True
+    with pytest.raises(mg.DTypeError):
+        t.requires_grad_()
+    with pytest.raises(mg.DTypeError):
+        mg.arange(4, requires_grad=True)
+    with pytest.raises(mg.DTypeError):
+        mg.zeros(3, dtype=mg.int32, requires_grad=True)
+    with pytest.raises(mg.DTypeError):
+        mg.tensor([True, False], requires_grad=True)
+    assert isinstance(mg.DTypeError("x"), TypeError)
+    assert not t.requires_grad
+
+
+def test_float_tensors_can_require_grad() -> None:
+    for dtype in (mg.float16, mg.float32, mg.float64):
+        assert mg.zeros(2, dtype=dtype, requires_grad=True).requires_grad
+
+
+# ------------------------------------------------- in-place changes of saved values
+def _saved_by_mul() -> tuple[mg.Tensor, mg.Tensor, mg.Tensor]:
+    """x * c with c a constant that mul saves; returns (x, c, loss)."""
+    x = leaf([1.0, 2.0, 3.0])
+    c = mg.tensor(np.array([4.0, 5.0, 6.0]))
+    return x, c, (x * c).sum()
+
+
+WRITES: dict[str, Callable[[mg.Tensor], None]] = {
+    "data setitem": lambda t: t.data.__setitem__(Ellipsis, 0.0),
+    "data element": lambda t: t.data.__setitem__(1, 9.0),
+    "data iadd": lambda t: t.data.__iadd__(1.0),
+    "data imul": lambda t: t.data.__imul__(2.0),
+    "data fill": lambda t: t.data.fill(3.0),
+    "copyto": lambda t: np.copyto(t.data, np.zeros(t.shape)),
+    "ufunc out": lambda t: np.add(t.data, 1.0, out=t.data),
+    "data slice": lambda t: t.data[1:].__setitem__(Ellipsis, -1.0),
+    "tensor iadd": lambda t: t.__iadd__(1.0),
+    "tensor isub": lambda t: t.__isub__(1.0),
+    "tensor imul": lambda t: t.__imul__(2.0),
+    "tensor idiv": lambda t: t.__itruediv__(2.0),
+    "copy_": lambda t: t.copy_(mg.tensor(np.zeros(t.shape))),
+    "setitem": lambda t: t.__setitem__(Ellipsis, 7.0),
+    "setitem element": lambda t: t.__setitem__(0, 7.0),
+    "zero_": lambda t: t.zero_(),
+    "fill_": lambda t: t.fill_(2.0),
+    "data assignment": lambda t: setattr(t, "data", np.zeros(t.shape)),
+}
+
+
+@pytest.mark.parametrize("how", list(WRITES))
+def test_modified_saved_constant_detected_at_backward(how: str) -> None:
+    x, c, loss = _saved_by_mul()
+    WRITES[how](c)  # no error yet: the change only matters to backward
+    with pytest.raises(mg.GraphError, match=r"^mul.*modified in place"):
+        loss.backward()
+    assert x.grad is None
+
+
+@pytest.mark.parametrize("how", ["data setitem", "data iadd", "copyto", "data fill",
+                                 "ufunc out"])
+def test_modified_saved_leaf_detected_at_backward(how: str) -> None:
+    x = leaf([0.5, 1.5])
+    loss = x.log().sum()  # log saves its input
+    WRITES[how](x)
+    with pytest.raises(mg.GraphError, match=r"^log.*modified in place"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("how", ["tensor iadd", "copy_", "setitem"])
+def test_modified_saved_leaf_under_no_grad_detected(how: str) -> None:
+    x = leaf([0.5, 1.5])
+    loss = (x**3).sum()  # pow saves its input
+    with mg.no_grad():
+        WRITES[how](x)
+    with pytest.raises(mg.GraphError, match=r"^pow.*modified in place"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("matmul", lambda x, c: (c @ x).sum()),
+    ("div", lambda x, c: (x / c).sum()),
+    ("var", lambda x, c: (x * 1.0 + c).var() + c.var()),
+    ("pow", lambda x, c: (c**x).sum()),
+])
+def test_detection_names_the_op_that_saved_the_value(name: str, fn: Callable) -> None:
+    x = leaf([[1.0, 2.0], [3.0, 4.0]])
+    c = mg.tensor(np.array([[2.0, 1.0], [0.5, 3.0]]), requires_grad=(name == "var"))
+    loss = fn(x, c)
+    if name == "var":
+        with mg.no_grad():
+            c += 1.0
+    else:
+        c += 1.0
+    with pytest.raises(mg.GraphError, match=rf"^{name}.*modified in place"):
+        loss.backward()
+
+
+def test_modified_intermediate_detected() -> None:
+    x = leaf([0.5, 1.5])
+    h = x * 2.0
+    loss = (h * h).sum()  # mul saves h
+    h.data[...] = 0.0
+    with pytest.raises(mg.GraphError, match=r"^mul"):
+        loss.backward()
+
+
+def test_modified_saved_output_detected() -> None:
+    """exp saves its own output; overwriting it would give a wrong gradient."""
+    x = leaf([0.5, 1.5])
+    y = x.exp()
+    loss = y.sum()
+    y.data[...] = 0.0
+    with pytest.raises(mg.GraphError, match=r"^exp.*modified in place"):
+        loss.backward()
+
+
+def test_modified_saved_output_via_no_grad_inplace_detected() -> None:
+    x = leaf([0.5, 1.5])
+    y = x.tanh()
+    loss = y.sum()
+    with mg.no_grad():
+        y += 1.0
+    with pytest.raises(mg.GraphError, match=r"^tanh"):
+        loss.backward()
+
+
+def test_write_through_detached_alias_detected() -> None:
+    x = leaf([0.5, 1.5])
+    loss = (x * x).sum()
+    d = x.detach()
+    d += 1.0
+    with pytest.raises(mg.GraphError, match=r"^mul"):
+        loss.backward()
+
+
+def test_write_through_reshaped_view_detected() -> None:
+    base = mg.tensor(np.arange(1.0, 5.0))
+    view = base.reshape(2, 2)
+    w = leaf(np.ones((2, 2)))
+    loss = (view * w).sum()
+    base.data[0] = 100.0
+    with pytest.raises(mg.GraphError, match=r"^mul"):
+        loss.backward()
+
+
+def test_write_to_base_of_sliced_view_detected() -> None:
+    """A basic slice shares memory with its base; writing the base changes the saved slice."""
+    base = mg.tensor(np.arange(1.0, 5.0))
+    part = base[1:3]
+    w = leaf([1.0, 1.0])
+    loss = (part * w).sum()
+    base.data[...] = 0.0
+    with pytest.raises(mg.GraphError, match=r"^mul"):
+        loss.backward()
+
+
+def test_no_error_when_changed_after_backward() -> None:
+    x, c, loss = _saved_by_mul()
+    loss.backward()
+    c += 1.0
+    c.data[0] = 10.0
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 5.0, 6.0])
+    x.grad = None
+    (x * c).sum().backward()  # a new forward sees the new values
+    np.testing.assert_allclose(x.grad.numpy(), [10.0, 6.0, 7.0])
+
+
+def test_retained_graph_checked_again_on_second_backward() -> None:
+    x, c, loss = _saved_by_mul()
+    loss.backward(retain_graph=True)
+    c += 1.0
+    with pytest.raises(mg.GraphError, match=r"^mul"):
+        loss.backward()
+
+
+def test_no_error_for_unsaved_values() -> None:
+    x = leaf([1.0, 2.0])
+    c = mg.tensor(np.array([3.0, 4.0]))
+    loss = (x + c).sum() + (x - c).sum()  # add/sub save nothing
+    c += 1.0
+    c.data[...] = -5.0
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_no_error_when_op_saved_only_its_output() -> None:
+    a = np.array([0.5, 1.5])
+    x = leaf(a)
+    loss = x.exp().sum()  # exp saves its output, not x
+    x.data[...] = 0.0
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(a))
+
+
+def test_inplace_on_tensor_requiring_grad_raises_immediately() -> None:
+    x = leaf([1.0, 2.0])
+    with pytest.raises(mg.GraphError, match="no_grad"):
+        x += 1.0
+    with pytest.raises(mg.GraphError, match="setitem"):
+        x[0] = 3.0
+    with pytest.raises(mg.GraphError, match="copy_"):
+        x.copy_(mg.tensor(np.zeros(2)))
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0])
+    with mg.no_grad():
+        x += 1.0
+        x[0] = 5.0
+    np.testing.assert_array_equal(x.numpy(), [5.0, 3.0])
+
+
+# ----------------------------------------------------------------------- devices
+@pytest.mark.skipif(mg.cuda_available(), reason="CuPy and a GPU are available here")
+def test_cuda_without_cupy_raises_device_error() -> None:
+    t = mg.tensor([1.0, 2.0])
+    with pytest.raises(mg.DeviceError, match="pip install"):
+        t.to("cuda")
+    with pytest.raises(mg.DeviceError, match="pip install"):
+        t.cuda()
+    with pytest.raises(mg.DeviceError, match="pip install"):
+        mg.tensor([1.0], device="cuda")
+    with pytest.raises(mg.DeviceError, match="pip install"):
+        mg.zeros(2, device="cuda")
+    assert t.device == "cpu"
+    assert t.to("cpu") is t
+
+
+def test_unknown_device_raises() -> None:
+    with pytest.raises(mg.DeviceError, match="tpu"):
+        mg.tensor([1.0], device="tpu")
+    with pytest.raises(mg.DeviceError):
+        mg.tensor([1.0]).to("gpu")
+
+
+@pytest.mark.skipif(not mg.cuda_available(), reason="needs CuPy and a CUDA GPU")
+def test_mixing_devices_raises_naming_the_op() -> None:
+    a = mg.tensor([1.0, 2.0], requires_grad=True)
+    b = mg.tensor([3.0, 4.0], device="cuda")
+    with pytest.raises(mg.DeviceError, match=r"^mul.*cpu.*cuda"):
+        a * b
+    with pytest.raises(mg.DeviceError, match=r"^matmul"):
+        a @ b
+    # moving explicitly works, and the gradient comes back to the CPU
+    (a.to("cuda") * b).sum().backward()
+    assert a.grad.device == "cpu"
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
+
+
+# -------------------------------------------------------------------------- axes
+@pytest.mark.parametrize("name, fn", [
+    ("sum", lambda t: t.sum(axis=2)),
+    ("sum", lambda t: t.sum(axis=(0, 5))),
+    ("mean", lambda t: t.mean(axis=-3)),
+    ("var", lambda t: t.var(axis=3)),
+    ("var", lambda t: t.std(axis=2)),
+    ("max", lambda t: t.max(axis=2)),
+    ("min", lambda t: t.min(axis=-4)),
+    ("squeeze", lambda t: t.squeeze(4)),
+    ("swapaxes", lambda t: t.swapaxes(0, 2)),
+    ("transpose", lambda t: t.transpose(0, 2)),
+    ("unsqueeze", lambda t: t.unsqueeze(4)),
+    ("concatenate", lambda t: mg.concatenate([t, t], axis=2)),
+    ("stack", lambda t: mg.stack([t, t], axis=4)),
+])
+def test_axis_out_of_range_names_the_op(name: str, fn: Callable) -> None:
+    t = leaf(np.ones((2, 3)))
+    with pytest.raises((mg.ShapeError, IndexError), match=rf"^{name}"):
+        fn(t)
+
+
+def test_repeated_axis_and_bad_axis_type() -> None:
+    t = leaf(np.ones((2, 3)))
+    with pytest.raises(mg.ShapeError, match="sum.*repeated"):
+        t.sum(axis=(1, -1))
+    with pytest.raises(TypeError, match="sum"):
+        t.sum(axis=1.5)
+
+
+def test_other_forward_errors_name_the_op() -> None:
+    t = leaf(np.ones(3))
+    with pytest.raises(ValueError, match="^var.*ddof"):
+        t.var(ddof=3)
+    with pytest.raises(ValueError, match="^clip"):
+        t.clip()
+    with pytest.raises(IndexError, match="^getitem"):
+        t[5]
+
+
+# ---------------------------------------------------------------- mg.tensor input
+@pytest.mark.parametrize("data", [[[1.0, 2.0], [3.0]], [[1, 2, 3], [4, 5]], [1.0, [2.0, 3.0]]])
+def test_tensor_from_ragged_list_raises_clearly(data: Any) -> None:
+    with pytest.raises(mg.MinigradError, match="tensor"):
+        mg.tensor(data)
+
+
+@pytest.mark.parametrize("data", [None, {"a": 1}, [1.0, None], object()])
+def test_tensor_from_non_numbers_raises(data: Any) -> None:
+    with pytest.raises(mg.DTypeError, match="tensor"):
+        mg.tensor(data)
+
+
+@pytest.mark.parametrize("data", ["abc", ["a", "b"]])
+def test_tensor_from_strings_raises(data: Any) -> None:
+    with pytest.raises(mg.DTypeError, match="tensor"):
+        mg.tensor(data)
