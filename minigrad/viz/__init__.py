@@ -1,0 +1,20 @@
+"""Pictures of the tape: ``mg.viz.draw_graph``, ``draw_derivation`` and ``save``.
+
+    import minigrad as mg
+    x = mg.tensor([1.0, 2.0], requires_grad=True, name="x")
+    y = (x * x).sum()
+    mg.viz.draw_graph(y)                 # the forward graph; shows inline in Jupyter
+    mg.viz.draw_derivation(y, x)         # forward and backward side by side
+    mg.viz.save(mg.viz.draw_graph(y), "y.svg")
+
+Every picture is a ``graphviz.Digraph``: ``.source`` is its DOT text, which needs
+only Python; rendering it (SVG, PNG, PDF, Jupyter) needs Graphviz's ``dot`` program.
+Drawing never changes the computation: no ``.grad`` is touched, nothing is freed,
+and the picture holds only strings.
+"""
+
+from .derivation import draw_derivation
+from .draw import draw_graph
+from .output import Graph, GraphvizNotFoundError, save
+
+__all__ = ["Graph", "GraphvizNotFoundError", "draw_derivation", "draw_graph", "save"]

@@ -1,0 +1,149 @@
+"""``draw_derivation``: the forward pass and the backward pass that differentiates it.
+
+With ``create_graph=True`` the engine runs each op's ``backward`` in tensor ops, so
+the gradients are themselves recorded on the tape: the backward pass is a graph
+too. This module computes those gradients with ``mg.grad`` and draws both graphs
+side by side.
+
+How the two passes are told apart: the forward records are the ones reachable
+from the output before ``mg.grad`` runs; every record ``mg.grad`` creates is newer
+than all of them (sequence numbers only grow), so any newer record in the picture
+belongs to the backward pass. A backward op that uses a forward value -- one saved
+for backward, or a leaf -- gets a dashed arrow from it.
+
+How gradient nodes get their ``dL/dv`` names: besides the inputs asked for, the
+derivation asks ``mg.grad`` for the gradient of every forward value on the way to
+them (handles made from the records, at no cost: the engine already computes them
+and only hands them back). Each returned gradient is the very tensor the backward
+pass used, so its node can be labelled with the forward value it is the
+derivative of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..autograd import function as fn_mod
+from ..autograd.api import grad as mg_grad
+from ..autograd.engine import collect
+from ..autograd.tape import Tape
+from ..errors import GraphError
+from .collapse import collapse as fold
+from .draw import check_options, check_roots
+from .emit import emit
+from .model import Builder
+from .output import Graph
+
+
+def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
+                    show_values: bool = False, show_grads: bool = False, rankdir: str = "TB",
+                    collapse: Any = None, value_limit: int = 6,
+                    title: str | None = None) -> Graph:
+    """Draw how ``d output / d inputs`` is computed: forward and backward side by side.
+
+    The gradients are computed here with ``mg.grad(output, inputs,
+    create_graph=True, retain_graph=True)``: no ``.grad`` is touched and the forward
+    graph stays usable. The "forward" cluster is the graph of ``output``; the
+    "backward" cluster is the graph of the gradients, with each gradient labelled
+    as the derivative it holds (``dL/dx``, ``dL/dv3``; ``L`` is the output's name
+    when it has one). Dashed red arrows mark every place where the backward pass
+    reads a value from the forward pass.
+
+    ``inputs``: a Tensor or a list of Tensors (leaves or intermediate results).
+    ``grad_output``: the seed gradient when ``output`` is not a single number.
+    ``show_grads`` writes each forward tensor's derivative into it, micrograd
+    style; the other options are those of ``draw_graph``.
+    """
+    T = fn_mod._Tensor
+    if not isinstance(output, T):
+        raise TypeError(f"draw_derivation: output must be a Tensor, got {type(output).__name__}")
+    ins = check_roots("draw_derivation", (inputs,))
+    rankdir = check_options("draw_derivation", rankdir, value_limit)
+    if output._node is None:
+        raise GraphError("draw_derivation: the output has no recorded history, so there is "
+                         "nothing to differentiate; compute it from tensors created with "
+                         "requires_grad=True, outside mg.no_grad()")
+
+    forward = collect([output])  # newest first
+    is_forward = set(forward)
+    last_forward = forward[0].seq
+
+    asked = {key_of(t) for t in ins}  # the engine keeps one gradient per value
+    handles = [T._wrap(np.broadcast_to(np.zeros((), dtype=dtype), shape), rec, i)
+               for rec in on_the_way(forward[::-1], ins)
+               for i, (shape, dtype) in enumerate(rec.out_meta) if (rec, i) not in asked]
+    grads = mg_grad(output, ins + handles, grad_outputs=grad_output, retain_graph=True,
+                    create_graph=True, allow_unused=True)
+    tape = Tape((output, *ins, *[g for g in grads if g is not None]))
+    for k, g in enumerate(grads[: len(ins)]):
+        if g is None:
+            raise GraphError(f"draw_derivation: input {k} ({name_of(tape, ins[k])}) was not "
+                             "used to compute the output, so it has no derivative to draw")
+
+    top = output.name or "L"
+    derivative: dict[Any, str] = {}
+    data: dict[Any, Any] = {}  # gradient value -> its array
+    grad_of: dict[Any, Any] = {}  # forward value -> its gradient's array
+    pairs = [(name_of(tape, t), key_of(t), g) for t, g in zip(ins, grads)]
+    pairs += [(tape.var_name(key_of(h)), key_of(h), g)
+              for h, g in zip(handles, grads[len(ins):])]
+    for name, fwd_key, g in pairs:
+        if g is None:
+            continue
+        gkey = key_of(g)
+        text = f"d{top}/d{name}"
+        old = derivative.get(gkey)
+        if old is None:
+            derivative[gkey] = text
+        elif text not in old.split(" = "):
+            derivative[gkey] = f"{old} = {text}"
+        data[gkey] = g._data
+        grad_of[fwd_key] = g._data
+    del handles, pairs
+
+    def phase_of(rec: Any) -> str:  # mg.grad's records are newer than the whole forward
+        return "forward" if rec in is_forward or rec.seq <= last_forward else "backward"
+
+    b = Builder(tape.var_name, show_values=show_values, show_grads=show_grads,
+                value_limit=value_limit, leaf_grads=False, phase_of=phase_of,
+                derivative=derivative, data=data, grad=grad_of)
+    b.add_records(tape.records)
+    b.add_root(output)
+    results = [b.add_root(g, kind="grad_output") for g in grads[: len(ins)]]
+    pic = b.finish()
+    for nid in results:
+        pic.nodes[nid].phase = "backward"
+    nodes = pic.nodes
+    pic.edges = [(s, d, "saved" if nodes[d].kind == "backward_op"
+                  and nodes[s].phase == "forward" else k) for s, d, k in pic.edges]
+    fold(pic, collapse)
+    return emit(pic, rankdir, title)
+
+
+def key_of(t: Any) -> Any:
+    """How the picture knows a value: ``(record, index)`` for op outputs, else ``id``."""
+    return (t._node, t._idx) if t._node is not None else id(t)
+
+
+def name_of(tape: Tape, t: Any) -> str:
+    return tape.var_name(key_of(t) if t._node is not None else t)
+
+
+def on_the_way(records: list, ins: Sequence[Any]) -> list:
+    """The records (oldest first) through which a gradient reaches one of ``ins``.
+
+    These are exactly the records whose backward ``mg.grad`` runs, so asking for
+    their outputs' gradients as well changes nothing in what it computes.
+    """
+    leaves = {id(t) for t in ins if t._node is None}
+    values = {(t._node, t._idx) for t in ins if t._node is not None}
+    useful: set = set()
+    for rec in records:
+        if any((rec, i) in values for i in range(len(rec.out_meta))) or any(
+                (e[0] in useful) if type(e) is tuple else (e is not None and id(e) in leaves)
+                for e in rec.edges):
+            useful.add(rec)
+    return [rec for rec in records if rec in useful]
