@@ -1,80 +1,43 @@
-"""minigrad: a small tape-based reverse-mode autograd framework on NumPy and CuPy."""
+"""minigrad: a small tape-based reverse-mode autograd framework on NumPy and CuPy.
+
+``import minigrad as mg`` gives tensors and their ops (``mg.tensor``, ``mg.exp``, ...),
+gradients (``backward``, ``mg.grad``, ``mg.tape``), custom ops (``mg.Function``),
+checks (``mg.gradcheck``) and the subpackages ``mg.nn``, ``mg.optim``, ``mg.data`` and
+``mg.viz``.
+"""
 
 from . import backend
-from .autograd import (
-                       Function,
-                       Tape,
-                       enable_grad,
-                       grad,
-                       is_grad_enabled,
-                       no_grad,
-                       set_grad_enabled,
-                       tape,
-)
+from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
+                       set_grad_enabled, tape)
 from .backend import cuda_available
 from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .errors import DeviceError, DTypeError, GradcheckError, GraphError, MinigradError, ShapeError
 from .gradcheck import gradcheck, gradgradcheck
-from .ops import (
-                       abs,
-                       add,
-                       argmax,
-                       argmin,
-                       astype,
-                       broadcast_to,
-                       clip,
-                       concatenate,
-                       div,
-                       equal,
-                       exp,
-                       flatten,
-                       getitem,
-                       greater,
-                       greater_equal,
-                       less,
-                       less_equal,
-                       log,
-                       matmul,
-                       max,
-                       maximum,
-                       mean,
-                       min,
-                       minimum,
-                       mul,
-                       neg,
-                       not_equal,
-                       pow,
-                       relu,
-                       reshape,
-                       sigmoid,
-                       sqrt,
-                       squeeze,
-                       stack,
-                       std,
-                       sub,
-                       sum,
-                       swapaxes,
-                       tanh,
-                       transpose,
-                       unsqueeze,
-                       var,
-                       where,
-)
+from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
+                  exp, flatten, getitem, greater, greater_equal, less, less_equal, log, matmul,
+                  max, maximum, mean, min, minimum, mul, neg, not_equal, pow, relu, reshape,
+                  sigmoid, sqrt, squeeze, stack, std, sub, sum, swapaxes, tanh, transpose,
+                  unsqueeze, var, where)
 from .random import manual_seed
 from .tensor import Tensor, bool_, float16, float32, float64, int8, int16, int32, int64, uint8
+
+# Subpackages, after the core they are built on.
+from . import data, optim  # noqa: E402
+from .io import load, save  # noqa: E402
+from . import viz  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError", "MinigradError",
     "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin", "astype",
-    "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "div",
+    "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",
-    "int32", "int64", "int8", "is_grad_enabled", "less", "less_equal", "log", "manual_seed",
-    "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "no_grad",
-    "not_equal", "ones", "ones_like", "pow", "rand", "randn", "relu", "reshape",
-    "set_grad_enabled", "sigmoid", "sqrt", "squeeze", "stack", "std", "sub", "sum",
-    "swapaxes", "tanh", "tape", "tensor", "transpose", "uint8", "unsqueeze", "var", "where",
-    "zeros", "zeros_like",
+    "int32", "int64", "int8", "is_grad_enabled", "less", "less_equal", "load", "log",
+    "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
+    "no_grad", "not_equal", "ones", "ones_like", "optim", "pow", "rand", "randn", "relu",
+    "reshape", "save", "set_grad_enabled", "sigmoid", "sqrt", "squeeze", "stack", "std", "sub",
+    "sum", "swapaxes", "tanh", "tape", "tensor", "transpose", "uint8", "unsqueeze", "var",
+    "viz", "where", "zeros", "zeros_like",
 ]

@@ -1,0 +1,59 @@
+"""Stochastic gradient descent, with optional momentum, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, step for step the same as ``torch.optim.SGD``.
+
+    For each parameter ``p`` with gradient ``g``::
+
+        g = g + weight_decay * p                  # L2 penalty (if weight_decay)
+        buf = g                                   # first step
+        buf = momentum * buf + (1 - dampening) * g    # later steps
+        g = g + momentum * buf if nesterov else buf   # (if momentum)
+        p = p - lr * g
+
+    Args:
+        params: tensors to optimise (``model.parameters()``) or a list of group dicts.
+        lr: learning rate (required, >= 0).
+        momentum: momentum factor in ``[0, 1)``-ish; 0 means plain SGD.
+        dampening: how much of the new gradient is left out of the buffer.
+        weight_decay: L2 penalty coefficient.
+        nesterov: use Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov})
+
+    def _check_options(self, group: dict[str, Any]) -> None:
+        super()._check_options(group)
+        if group["momentum"] < 0:
+            raise ValueError(f"SGD: invalid momentum={group['momentum']!r}; expected >= 0")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"SGD: nesterov=True needs momentum > 0 and dampening == 0, got "
+                f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
+
+    def _update(self, param: Any, grad: Any, state: dict[str, Any],
+                group: dict[str, Any]) -> None:
+        wd, momentum = group["weight_decay"], group["momentum"]
+        if wd:
+            grad = grad + wd * param
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        param -= group["lr"] * grad
