@@ -25,6 +25,7 @@ from .tensor import Tensor, bool_, float16, float32, float64, int8, int16, int32
 from . import data, optim  # noqa: E402
 from .io import load, save  # noqa: E402
 from . import viz  # noqa: E402
+from . import nn  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,7 +36,7 @@ __all__ = [
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",
     "int32", "int64", "int8", "is_grad_enabled", "less", "less_equal", "load", "log",
-    "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
+    "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "nn",
     "no_grad", "not_equal", "ones", "ones_like", "optim", "pow", "rand", "randn", "relu",
     "reshape", "save", "set_grad_enabled", "sigmoid", "sqrt", "squeeze", "stack", "std", "sub",
     "sum", "swapaxes", "tanh", "tape", "tensor", "transpose", "uint8", "unsqueeze", "var",
