@@ -328,7 +328,10 @@ class Tensor:
     def clone(self) -> Tensor:
         return _ops.clone(self)
 
-    def astype(self, dtype: Any) -> Tensor:
+    def astype(self, dtype: Any, copy: bool = True) -> Tensor:
+        """This tensor converted to ``dtype`` (itself when ``copy=False`` and it already is)."""
+        if not copy and self._data.dtype == np.dtype(dtype):
+            return self
         return _ops.astype(self, dtype=np.dtype(dtype))
 
     def float(self) -> Tensor:

@@ -59,8 +59,8 @@ def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
             raise ShapeError(
                 f"backward: grad has shape {tuple(g.shape)} but the output has shape "
                 f"{tuple(root.shape)}; they must match")
-        # A copy: the caller's array must not become (part of) some leaf's .grad.
-        g = g.astype(root._data.dtype, copy=True)
+        if g.dtype != root._data.dtype:
+            g = g.astype(root._data.dtype)
     if create_graph:
         return grad if isinstance(grad, T) else T._wrap(g)
     return g
@@ -165,7 +165,8 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 result[k] = T._wrap(r)
         return result
 
-    seen_ids = set()
+    # The caller's seed arrays count as seen: one must never become a leaf's .grad.
+    seen_ids = {id(g._data if isinstance(g, T) else g) for g in grads if g is not None}
     for leaf, g in leaf_grads.items():
         if create_graph:
             leaf.grad = g if leaf.grad is None else leaf.grad + g
