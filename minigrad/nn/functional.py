@@ -12,7 +12,8 @@ from ._linear import linear
 from ._loss import cross_entropy, mse_loss, nll_loss
 from ._pool import avg_pool2d, max_pool2d
 
-# ---- batch_norm lives in ..batchnorm; it is imported and added to __all__ here when wired in.
+from .batchnorm import batch_norm
 
-__all__ = ["avg_pool2d", "conv2d", "cross_entropy", "dropout", "linear", "log_softmax",
+__all__ = ["avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout", "linear",
+           "log_softmax",
            "max_pool2d", "mse_loss", "nll_loss", "relu", "sigmoid", "softmax", "tanh"]
