@@ -8,7 +8,8 @@ are freed by Python like any other object, so the tape never grows without bound
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import function as fn_mod
@@ -33,6 +34,22 @@ def _fmt_param(v: Any) -> str:
     if hasattr(v, "name") and hasattr(v, "itemsize"):
         return str(v)  # a dtype
     return repr(v)
+
+
+def const_text(rec: Function, i: int, number: Callable[[Any], str] = repr) -> str:
+    """How the constant input ``i`` of ``rec`` reads: its value if it is a number,
+    else its name or ``const(shape)``; ``const`` once a weakly held one is gone."""
+    c = (rec.consts or {}).get(i)
+    T = fn_mod._Tensor
+    if isinstance(c, weakref.ref):
+        c = c()
+    if isinstance(c, T):
+        return number(c.item()) if c.size == 1 else c.name or f"const{_fmt_shape(c.shape)}"
+    if isinstance(c, tuple) and c and c[0] == "array":
+        return f"const{_fmt_shape(tuple(c[1]))}"
+    if c is None:
+        return "const"
+    return number(c.item()) if hasattr(c, "item") else repr(c)
 
 
 class Tape:
@@ -78,26 +95,9 @@ class Tape:
             return f"v{node.seq}" if len(node.out_meta) == 1 else f"v{node.seq}.{idx}"
         return self._names.get(edge, "?")
 
-    def _const_name(self, rec: Function, i: int) -> str:
-        c = (rec.consts or {}).get(i)
-        T = fn_mod._Tensor
-        if callable(c) and not isinstance(c, T):
-            c = c()  # a weak reference
-        if isinstance(c, T):
-            if c.size == 1:
-                return repr(c.item())
-            return c.name or f"const{_fmt_shape(c.shape)}"
-        if isinstance(c, tuple) and c and c[0] == "array":
-            return f"const{_fmt_shape(tuple(c[1]))}"
-        if c is None:
-            return "const"
-        if hasattr(c, "item"):
-            return repr(c.item())
-        return repr(c)
-
     def line(self, rec: Function) -> str:
         """One Wengert-list line for ``rec``."""
-        args = [self.var_name(e) if e is not None else self._const_name(rec, i)
+        args = [self.var_name(e) if e is not None else const_text(rec, i)
                 for i, e in enumerate(rec.edges)]
         params = [f"{k}={_fmt_param(v)}" for k, v in (rec.params or {}).items()]
         outs = ", ".join(self.var_name((rec, i)) for i in range(len(rec.out_meta)))

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import function as fn_mod
 from ..autograd.tape import _fmt_param, _fmt_shape
+from ..autograd.tape import const_text as tape_const_text
 
 #: longest label line before it is cut with "..."
 MAX_LINE = 48
@@ -54,21 +54,7 @@ def op_lines(rec: Any) -> list[str]:
 
 def const_text(rec: Any, i: int) -> str:
     """How the constant input ``i`` of ``rec`` reads, in the words ``mg.tape`` uses."""
-    c = (rec.consts or {}).get(i)
-    T = fn_mod._Tensor
-    if callable(c) and not isinstance(c, T):
-        c = c()  # a weak reference: the tensor may be gone already
-    if isinstance(c, T):
-        if c.size == 1:
-            return number_text(c.item())
-        return c.name or f"const{_fmt_shape(c.shape)}"
-    if isinstance(c, tuple) and c and c[0] == "array":
-        return f"const{_fmt_shape(tuple(c[1]))}"
-    if c is None:
-        return "const"
-    if hasattr(c, "item"):
-        return number_text(c.item())
-    return clip(repr(c))
+    return clip(tape_const_text(rec, i, number_text))
 
 
 def number_text(v: Any) -> str:
