@@ -132,15 +132,17 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                     continue
                 if type(e) is tuple:
                     p = e[0]
-                    if mixed and gi.dtype != p.out_meta[e[1]][1]:
-                        gi = gi.astype(p.out_meta[e[1]][1])
+                    if mixed:  # (builtin dtypes are singletons: `is` settles most cases)
+                        dt = p.out_meta[e[1]][1]
+                        if gi.dtype is not dt and gi.dtype != dt:
+                            gi = gi.astype(dt)
                     if len(p.out_meta) == 1:
                         pg = p._g
                         p._g = gi if pg is None else pg + gi
                     else:
                         _deliver(e, gi, leaf_grads)
                 else:
-                    if mixed and gi.dtype != e._data.dtype:
+                    if mixed and gi.dtype is not e._data.dtype and gi.dtype != e._data.dtype:
                         gi = gi.astype(e._data.dtype)
                     cur = leaf_grads.get(e)
                     leaf_grads[e] = gi if cur is None else cur + gi

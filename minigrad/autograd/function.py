@@ -85,7 +85,9 @@ class Function:
     # create_graph.
     _saved_from: Any = ()
     _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
-    _out_vc: tuple = (None, None)  # per output: its version counter, when it was saved
+    # The version counter a saved output shares with its tensor (a tuple of them,
+    # one per output, for an op with several outputs).
+    _out_vc: Any = None
     _epoch = 0  # the write epoch when this record was made
     out_meta: tuple = ()
     params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
@@ -144,7 +146,11 @@ class Function:
         for k, t in enumerate(self._saved_from):
             if t is None:
                 continue
-            vc = self._out_vc[-t - 1] if type(t) is int else t._vc
+            if type(t) is int:
+                vcs = self._out_vc
+                vc = vcs if len(self.out_meta) == 1 else vcs[-t - 1]
+            else:
+                vc = t._vc
             then = ver[k] if ver else 0
             if vc is not None and vc[0] != then:
                 raise GraphError(
@@ -251,7 +257,7 @@ class Function:
             n = len(saved)
             if n == 1 and saved[0] is out:
                 ctx._saved_from = _FROM_OUT0
-                ctx._out_vc = ([0],)
+                ctx._out_vc = [0]
             elif (not raw and n == len(arrays) and n <= 2 and saved[0] is arrays[0]
                   and saved[-1] is arrays[-1] and inputs[0]._vc is None
                   and inputs[-1]._vc is None):
@@ -261,7 +267,7 @@ class Function:
         if type(out) is tuple:
             ctx.out_meta = [(o.shape, o.dtype) for o in out]
             ys = tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
-            for y, vc in zip(ys, ctx._out_vc):
+            for y, vc in zip(ys, ctx._out_vc or ()):
                 y._vc = vc
             return ys
         ctx.out_meta = ((out.shape, out.dtype),)
@@ -269,7 +275,7 @@ class Function:
         y = _new(T)
         y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
         y.grad = y.name = None
-        y._vc = ctx._out_vc[0]  # a saved output shares its counter with its record
+        y._vc = ctx._out_vc  # a saved output shares its counter with its record
         y._node = ctx
         y._idx = 0
         y._rg = True
@@ -307,17 +313,15 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
             j = 0 if s is out else [s is o for o in out].index(True)
             frm.append(-1 - j)
             ver.append(0)
-            outs = list(ctx._out_vc) if ctx._out_vc is not Function._out_vc else []
-            n_out = len(out) if type(out) is tuple else 1
-            outs += [None] * (n_out - len(outs))
-            if outs[j] is None:
-                outs[j] = [0]
-            ctx._out_vc = tuple(outs)
+            if type(out) is not tuple:
+                ctx._out_vc = ctx._out_vc or [0]
+            else:
+                outs = list(ctx._out_vc or (None,) * len(out))
+                outs[j] = outs[j] or [0]
+                ctx._out_vc = tuple(outs)
         else:
             frm.append(None)
             ver.append(0)
-    if type(out) is tuple and len(ctx._out_vc) < len(out):
-        ctx._out_vc = tuple(ctx._out_vc) + (None,) * (len(out) - len(ctx._out_vc))
     ctx._saved_from = frm
     if written:
         ctx._saved_ver = tuple(ver)
