@@ -43,6 +43,15 @@ class Identity(Module):
         return x
 
 
+
+def _default_init(weight: Parameter, bias: Parameter | None) -> None:
+    """PyTorch's default for Linear and Conv2d: kaiming_uniform(a=sqrt(5)) for the weight,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        bound = 1.0 / math.sqrt(init._fan(weight, "fan_in"))
+        init.uniform_(bias, -bound, bound)
+
 class Linear(Module):
     """A fully connected layer: ``y = x @ weight.T + bias``.
 
@@ -66,10 +75,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.in_features)
-            init.uniform_(self.bias, -bound, bound)
+        _default_init(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         params = self._parameters  # (direct lookups: this runs on every call)
@@ -117,11 +123,7 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-            bound = 1.0 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        _default_init(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
