@@ -354,14 +354,15 @@ class Tensor:
         run_backward([self], [grad], retain_graph, create_graph)
 
     # ------------------------------------------------------------- in place
-    def _inplace(self, op: str, value: Any) -> Tensor:
+    def _refuse_if_recorded(self, op: str, hint: str) -> None:
+        """In-place changes would corrupt a tensor whose history is being recorded."""
         if self._rg and _fn._state["grad"]:
-            raise GraphError(
-                f"{op}: in-place change of a tensor that requires grad; wrap it in "
-                "mg.no_grad() (as optimisers do) or use the out-of-place form")
+            raise GraphError(f"{op}: in-place change of a tensor that requires grad{hint}")
+
+    def _inplace(self, op: str, value: Any) -> Tensor:
+        self._refuse_if_recorded(op, "; wrap it in mg.no_grad() (as optimisers do) or use the "
+                                     "out-of-place form")
         v = value._data if isinstance(value, Tensor) else value
-        if op == "setitem":
-            raise AssertionError  # handled in __setitem__
         getattr(self._data, op)(v)  # __iadd__ etc. on the array itself
         self._bump()
         return self
@@ -379,9 +380,8 @@ class Tensor:
         return self._inplace("__itruediv__", other)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        if self._rg and _fn._state["grad"]:
-            raise GraphError("setitem: in-place change of a tensor that requires grad; "
-                             "use mg.where or indexing to build a new tensor instead")
+        self._refuse_if_recorded("setitem", "; use mg.where or indexing to build a new tensor "
+                                            "instead")
         self._data[_ops.raw_index(key)] = value._data if isinstance(value, Tensor) else value
         self._bump()
 
@@ -392,8 +392,7 @@ class Tensor:
         return self._inplace("fill", value)
 
     def copy_(self, src: Any) -> Tensor:
-        if self._rg and _fn._state["grad"]:
-            raise GraphError("copy_: in-place change of a tensor that requires grad")
+        self._refuse_if_recorded("copy_", "")
         s = src._data if isinstance(src, Tensor) else src
         self._data[...] = s
         self._bump()

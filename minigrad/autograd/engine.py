@@ -89,7 +89,7 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     if inputs is not None:
         result = [None] * len(inputs)
         for k, t in enumerate(inputs):
-            want[(t._node, t._idx) if t._node is not None else t] = k
+            want[_key(t)] = k
         nodes = _prune(nodes, want)
     leaf_grads: dict[Any, Any] = {}  # leaf Tensor -> accumulated gradient
 

@@ -183,8 +183,6 @@ class Function:
             out.append(pos)
         return out
 
-    _saved_src = saved_sources
-
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
         """One flag per input: whether backward has to produce its gradient."""

@@ -206,7 +206,7 @@ class Builder:
 
     def _saved_values(self, rec: Any) -> None:
         """Recover values the record saved for backward: inputs or outputs it kept."""
-        for a, src in zip(rec.saved, rec._saved_src):
+        for a, src in zip(rec.saved, rec.saved_sources):
             if src is None or not hasattr(a, "shape"):
                 continue
             if src < 0:
