@@ -44,62 +44,65 @@ def _xp(device: str | None) -> Any:
 
 
 def zeros(*shape: Any, dtype: Any = np.float32, device: str | None = None,
-          requires_grad: bool = False) -> Tensor:
+          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
-    return _new(_xp(device).zeros(_shape(shape), dtype=dtype), requires_grad)
+    return _new(_xp(device).zeros(_shape(shape), dtype=dtype), requires_grad, name)
 
 
 def ones(*shape: Any, dtype: Any = np.float32, device: str | None = None,
-         requires_grad: bool = False) -> Tensor:
+         requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of ones."""
-    return _new(_xp(device).ones(_shape(shape), dtype=dtype), requires_grad)
+    return _new(_xp(device).ones(_shape(shape), dtype=dtype), requires_grad, name)
 
 
 def full(shape: Any, fill_value: Any, dtype: Any = None, device: str | None = None,
-         requires_grad: bool = False) -> Tensor:
+         requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor filled with ``fill_value`` (float32 for a Python float)."""
     if dtype is None:
         dtype = np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return _new(_xp(device).full(shape, fill_value, dtype=dtype), requires_grad)
+    return _new(_xp(device).full(shape, fill_value, dtype=dtype), requires_grad, name)
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False,
+               name: str | None = None) -> Tensor:
     """Zeros with ``t``'s shape, dtype and device."""
     xp = backend.xp_of(t._data)
-    return _new(xp.zeros(t._data.shape, dtype=dtype or t._data.dtype), requires_grad)
+    return _new(xp.zeros(t._data.shape, dtype=dtype or t._data.dtype), requires_grad, name)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False,
+              name: str | None = None) -> Tensor:
     """Ones with ``t``'s shape, dtype and device."""
     xp = backend.xp_of(t._data)
-    return _new(xp.ones(t._data.shape, dtype=dtype or t._data.dtype), requires_grad)
+    return _new(xp.ones(t._data.shape, dtype=dtype or t._data.dtype), requires_grad, name)
 
 
 def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
-           device: str | None = None, requires_grad: bool = False) -> Tensor:
+           device: str | None = None, requires_grad: bool = False,
+           name: str | None = None) -> Tensor:
     """Evenly spaced values in ``[start, stop)``, as NumPy's ``arange``."""
     if stop is None:
         start, stop = 0, start
     if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
         dtype = np.float32
-    return _new(_xp(device).arange(start, stop, step, dtype=dtype), requires_grad)
+    return _new(_xp(device).arange(start, stop, step, dtype=dtype), requires_grad, name)
 
 
 def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
-         requires_grad: bool = False) -> Tensor:
+         requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Uniform samples in ``[0, 1)``."""
     dev = backend.check_device(device)
     gen = _random.generator(dev)
     shp = _shape(shape)
     a = gen.random(shp, dtype=np.float64) if dev == "cpu" else gen.random_sample(shp)
-    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad)
+    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)
 
 
 def randn(*shape: Any, dtype: Any = np.float32, device: str | None = None,
-          requires_grad: bool = False) -> Tensor:
+          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
     dev = backend.check_device(device)
     gen = _random.generator(dev)
     a = gen.standard_normal(_shape(shape))
-    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad)
+    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)

@@ -87,8 +87,8 @@ def gradcheck(fn: Callable, inputs: Sequence[Any] | Any, eps: float = 1e-6, atol
         oidx = np.unravel_index(j, outs[oi].shape) if outs[oi].ndim else ()
         raise GradcheckError(
             f"gradcheck failed for {name}, element {tuple(int(v) for v in idx)}, of output "
-            f"{oi} element {tuple(int(v) for v in oidx)}: analytical {a!r} vs numerical {n!r} "
-            f"(atol={atol}, rtol={rtol}, eps={eps})")
+            f"{oi} element {tuple(int(v) for v in oidx)}: analytical {float(a)!r} vs "
+            f"numerical {float(n)!r} (atol={atol}, rtol={rtol}, eps={eps})")
     return True
 
 

@@ -131,7 +131,7 @@ def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
 class Tensor:
     """A multidimensional array that can record the operations made with it."""
 
-    __slots__ = ("_data", "grad", "_rg", "_node", "_idx", "_vc", "name", "__weakref__")
+    __slots__ = ("_data", "grad", "_rg", "_node", "_idx", "_vc", "_name", "__weakref__")
     # NumPy defers to Tensor's reflected operators (ndarray * Tensor -> Tensor).
     __array_ufunc__ = None
 
@@ -143,7 +143,7 @@ class Tensor:
         self._node = None
         self._idx = 0
         self._vc = None
-        self.name = name
+        self._name = name
         if requires_grad:
             self.requires_grad = True
 
@@ -159,10 +159,22 @@ class Tensor:
         t._rg = node is not None
         t._idx = idx
         t._vc = None
-        t.name = None
+        t._name = None
         return t
 
     # ------------------------------------------------------------ attributes
+    @property
+    def name(self) -> str | None:
+        """A label for the tape and the pictures (leaves show ``x0, x1, ...`` without one)."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self._name = value
+        node = self._node
+        if node is not None:  # an op's output: its record keeps the name for mg.tape/mg.viz
+            node.out_names = {**node.out_names, self._idx: value}
+
     @property
     def requires_grad(self) -> bool:
         return self._rg

@@ -605,3 +605,17 @@ def test_a_big_graph_builds_quickly():
     elapsed = time.perf_counter() - start
     assert len(of_kind(g, "op")) == 4000
     assert elapsed < 5.0  # about 0.2 s on a laptop; the bound only catches blow-ups
+
+
+def test_derivation_of_a_gradient_keeps_forward_edges_solid():
+    # Drawing the derivation of a first derivative: its forward ops were made by a
+    # backward, yet edges between them are data flow, not saved values.
+    x = mg.tensor(0.5, requires_grad=True, name="x")
+    (d1,) = mg.grad(x.tanh(), x, create_graph=True)
+    g = mg.viz.draw_derivation(d1, x)
+    cl = clusters(g)
+    fwd, bwd = cl["forward"][1], cl["backward"][1]
+    saved = [(s, d) for s, d, a in edges(g) if "style=dashed" in a]
+    assert saved and all(s in fwd and d in bwd for s, d in saved)
+    inside = [(s, d, a) for s, d, a in edges(g) if s in fwd and d in fwd]
+    assert inside and not any("style=dashed" in a for _, _, a in inside)

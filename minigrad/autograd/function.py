@@ -90,6 +90,7 @@ class Function:
     _out_vc: Any = None
     _epoch = 0  # the write epoch when this record was made
     out_meta: tuple = ()
+    out_names: dict = {}  # noqa: RUF012 - names given to outputs; replaced, never mutated
     params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
     module: Any = None
     consts: dict | None = None
@@ -272,7 +273,7 @@ class Function:
         # Tensor._wrap, inlined: this runs once per recorded op.
         y = _new(T)
         y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
-        y.grad = y.name = None
+        y.grad = y._name = None
         y._vc = ctx._out_vc  # a saved output shares its counter with its record
         y._node = ctx
         y._idx = 0

@@ -65,6 +65,9 @@ class Tape:
         self._names: dict[Any, str] = {}
         leaf_count = 0
         for rec in self.records:
+            for i, name in rec.out_names.items():
+                if name:
+                    self._names[(rec, i)] = name
             for e in rec.edges:
                 if e is not None and type(e) is not tuple and e not in self._names:
                     self._names[e] = e.name or f"x{leaf_count}"

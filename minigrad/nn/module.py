@@ -51,7 +51,7 @@ class Parameter(Tensor):
         self._node = None
         self._idx = 0
         self._vc = None
-        self.name = None
+        self._name = None
         if requires_grad:
             self.requires_grad = True
 
@@ -120,6 +120,8 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if isinstance(value, Parameter):
+            if value.name is None:  # so tapes and pictures say "weight", not "x3"
+                value.name = name
             self._set("_parameters", name, value)
         elif isinstance(value, Module):
             self._set("_modules", name, value)

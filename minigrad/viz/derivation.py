@@ -117,7 +117,10 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     for nid in results:
         pic.nodes[nid].phase = "backward"
     nodes = pic.nodes
-    pic.edges = [(s, d, "saved" if nodes[d].kind == "backward_op"
+    # A backward op reading a forward value reads what forward saved. Ask which pass the
+    # op is in, not its kind: when the output drawn is itself a gradient, its forward ops
+    # were made by a backward and have the backward kind.
+    pic.edges = [(s, d, "saved" if nodes[d].phase == "backward"
                   and nodes[s].phase == "forward" else k) for s, d, k in pic.edges]
     fold(pic, collapse)
     return emit(pic, rankdir, title)
