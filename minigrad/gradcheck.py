@@ -106,12 +106,13 @@ def gradgradcheck(fn: Callable, inputs: Sequence[Any] | Any, grad_outputs: Any =
     outs = _outputs(fn, xs)
     rng = np.random.default_rng(seed)
     if grad_outputs is None:
-        vs = [Tensor(rng.standard_normal(o.shape), dtype=np.float64, requires_grad=True)
-              for o in outs]
+        # on each output's device: v meets the outputs in the first derivative
+        vs = [Tensor(rng.standard_normal(o.shape), dtype=np.float64, device=o.device,
+                     requires_grad=True) for o in outs]
     else:
         gos = grad_outputs if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
         vs = [Tensor(np.asarray(g.numpy() if isinstance(g, Tensor) else g, dtype=np.float64),
-                     requires_grad=True) for g in gos]
+                     device=o.device, requires_grad=True) for g, o in zip(gos, outs)]
     n_in = len(xs)
 
     def first_derivative(*args: Any) -> tuple:

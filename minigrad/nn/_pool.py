@@ -58,7 +58,9 @@ def _running_max(views: list) -> tuple[Any, Any]:
     for j, v in enumerate(views[1:], 1):
         better = v > m  # strict, so an earlier equal value keeps the win
         np.maximum(m, v, out=m)
-        idx[better] = j
+        # where(), not idx[better] = j: a masked assignment on the GPU counts the mask's
+        # True values on the host first, which waits for the device
+        idx = xp.where(better, idx.dtype.type(j), idx)
     return m, idx
 
 

@@ -47,6 +47,7 @@ from .. import backend
 from ..autograd.function import Function, is_grad_enabled, module_stack
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
+from . import _bn_cuda
 from .module import Module, Parameter
 
 IMPLS = ("fused", "composed")
@@ -124,8 +125,12 @@ def _check_batch_size(x: Tensor) -> None:
                          f"size {tuple(x.shape)}")
 
 
-def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -> float:
-    """The weight of this batch in the running average; counts the batch if asked to."""
+def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -> Any:
+    """The weight of this batch in the running average; counts the batch if asked to.
+
+    A float, except for ``momentum=None`` on the GPU: there ``1 / count`` stays a 0-d
+    device array, so that no training step waits to read the count back.
+    """
     if num_batches_tracked is not None:
         num_batches_tracked._data[...] += 1
         num_batches_tracked._bump()
@@ -134,6 +139,9 @@ def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -
     if num_batches_tracked is None:
         raise ValueError("batch_norm: momentum=None (a cumulative average) needs "
                          "num_batches_tracked, the number of batches averaged so far")
+    count = num_batches_tracked._data
+    if type(count) is not np.ndarray:  # on the GPU: reading the count would wait for it
+        return 1.0 / count  # a 0-d float64 device array, used like the float below
     return 1.0 / int(num_batches_tracked.item())
 
 
@@ -407,15 +415,26 @@ class BatchNormOp(Function):
         dt = x.dtype
         gamma_dt = None if gamma is None else gamma.astype(dt, copy=False)
         beta_dt = None if beta is None else beta.astype(dt, copy=False)
-        v = ctx.view = _channel_view(x.shape, dt, backend.xp_of(x))
+        xp = backend.xp_of(x)
+        # On the GPU (float32/float64) the CUDA kernels of _bn_cuda; ctx.view None says so.
+        cuda = _bn_cuda.handles(x)
+        v = ctx.view = None if cuda else _channel_view(x.shape, dt, xp)
         if training:
-            y, mean, var, inv_std = _normalize_with_batch_stats(x, gamma_dt, beta_dt, eps, v)
+            if cuda:
+                y, mean, var, inv_std = _bn_cuda.normalize_with_batch_stats(x, gamma_dt, beta_dt,
+                                                                            eps)
+            else:
+                y, mean, var, inv_std = _normalize_with_batch_stats(x, gamma_dt, beta_dt, eps, v)
             if running_mean is not None:
-                _fold_batch_stats(running_mean, running_var, mean, var, v.m, momentum)
+                _fold_batch_stats(running_mean, running_var, mean, var, x.size // x.shape[1],
+                                  momentum)
         else:
             mean = running_mean.astype(dt, copy=True)
-            inv_std = 1 / v.xp.sqrt(running_var.astype(dt) + dt.type(eps))
-            y = _normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std, v)
+            inv_std = 1 / xp.sqrt(running_var.astype(dt) + dt.type(eps))
+            if cuda:
+                y = _bn_cuda.normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std)
+            else:
+                y = _normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std, v)
         ctx.save_for_backward(x, gamma, mean, inv_std)
         return y
 
@@ -434,8 +453,14 @@ def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
     """The plain backward, on raw arrays."""
     x, gamma, mean, inv_std = ctx.saved_tensors
     gamma_dt = None if gamma is None else gamma.astype(x.dtype, copy=False)
-    vjp = _batch_stats_vjp if ctx.params["training"] else _running_stats_vjp
-    dx, dgamma, dbeta = vjp(dy, x, gamma_dt, mean, inv_std, ctx.view, ctx.needs_input_grad[0])
+    training = ctx.params["training"]
+    if ctx.view is None:  # the forward ran the CUDA kernels: so does the backward
+        vjp = _bn_cuda.batch_stats_vjp if training else _bn_cuda.running_stats_vjp
+        dx, dgamma, dbeta = vjp(dy, x, gamma_dt, mean, inv_std, ctx.needs_input_grad[0])
+    else:
+        vjp = _batch_stats_vjp if training else _running_stats_vjp
+        dx, dgamma, dbeta = vjp(dy, x, gamma_dt, mean, inv_std, ctx.view,
+                                ctx.needs_input_grad[0])
     if gamma is not None:
         dgamma = dgamma.astype(gamma.dtype, copy=False)
         dbeta = dbeta.astype(gamma.dtype, copy=False)
