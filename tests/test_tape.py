@@ -144,3 +144,11 @@ def test_untracked_tensor_gives_empty_tape() -> None:
 def test_tape_rejects_non_tensors() -> None:
     with pytest.raises(TypeError):
         mg.tape(np.ones(2))
+
+
+def test_none_inputs_read_none_not_const():
+    import minigrad.nn.functional as F
+
+    x = mg.randn(4, 3, requires_grad=True, name="x")
+    line = str(mg.tape(F.batch_norm(x, None, None, training=True)))
+    assert "batch_norm(x, None, None, None, None" in line and "const" not in line

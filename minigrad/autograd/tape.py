@@ -38,8 +38,12 @@ def _fmt_param(v: Any) -> str:
 
 def const_text(rec: Function, i: int, number: Callable[[Any], str] = repr) -> str:
     """How the constant input ``i`` of ``rec`` reads: its value if it is a number,
-    else its name or ``const(shape)``; ``const`` once a weakly held one is gone."""
-    c = (rec.consts or {}).get(i)
+    else its name or ``const(shape)``; ``const`` once a weakly held one is gone; ``None``
+    for an input passed as None (e.g. batch_norm without running statistics)."""
+    consts = rec.consts or {}
+    if i in consts and consts[i] is None:
+        return "None"
+    c = consts.get(i)
     T = fn_mod._Tensor
     if isinstance(c, weakref.ref):
         c = c()
