@@ -9,7 +9,7 @@ checks (``mg.gradcheck``) and the subpackages ``mg.nn``, ``mg.optim``, ``mg.data
 from . import backend
 from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
                        set_grad_enabled, tape)
-from .backend import cuda_available
+from .backend import cuda_available, synchronize
 from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .errors import DeviceError, DTypeError, GradcheckError, GraphError, MinigradError, ShapeError
 from .gradcheck import gradcheck, gradgradcheck
@@ -39,6 +39,6 @@ __all__ = [
     "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "nn",
     "no_grad", "not_equal", "ones", "ones_like", "optim", "pow", "rand", "randn", "relu",
     "reshape", "save", "set_grad_enabled", "sigmoid", "sqrt", "squeeze", "stack", "std", "sub",
-    "sum", "swapaxes", "tanh", "tape", "tensor", "transpose", "uint8", "unsqueeze", "var",
-    "viz", "where", "zeros", "zeros_like",
+    "sum", "swapaxes", "synchronize", "tanh", "tape", "tensor", "transpose", "uint8",
+    "unsqueeze", "var", "viz", "where", "zeros", "zeros_like",
 ]

@@ -55,6 +55,17 @@ def cuda_available() -> bool:
     return True
 
 
+def synchronize(device: Any = "cuda") -> None:
+    """Wait until the GPU has finished all the work queued so far; a no-op on ``"cpu"``.
+
+    CuPy launches kernels asynchronously: a call returns before the GPU is done, so
+    read a clock only after synchronising, or the time measures the launch, not the
+    work. Without CuPy (or on ``"cpu"``) there is nothing to wait for.
+    """
+    if check_device(device) == "cuda" and _cupy is not None:
+        _cupy.cuda.Device().synchronize()
+
+
 def check_device(device: Any) -> str:
     """Normalise a device spec (``None``, ``"cpu"``, ``"cuda"``, ``"cuda:0"``)."""
     if device is None:

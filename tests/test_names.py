@@ -66,3 +66,17 @@ def test_gradcheck_message_shows_plain_numbers():
         mg.gradcheck(Wrong.apply, [x])
     msg = str(e.value)
     assert "np.float64" not in msg and "analytical 3.0 vs numerical 1.9999" in msg
+
+
+def test_buffers_are_named_after_their_attribute():
+    bn = nn.BatchNorm1d(3)
+    assert (bn.running_mean.name, bn.running_var.name) == ("running_mean", "running_var")
+    text = str(mg.tape(bn(mg.randn(4, 3, requires_grad=True))))
+    assert "running_mean, running_var" in text
+
+
+def test_synchronize_is_a_no_op_on_the_cpu():
+    assert mg.synchronize("cpu") is None
+    assert mg.synchronize() is None  # without CuPy there is no GPU work to wait for
+    with pytest.raises(mg.DeviceError, match="unknown device"):
+        mg.synchronize("tpu")

@@ -193,6 +193,8 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got "
                             f"{type(tensor).__name__}")
+        if tensor is not None and tensor.name is None:  # pictures say "running_mean"
+            tensor.name = name
         self._set("_buffers", name, tensor)
         if persistent:
             self._non_persistent.discard(name)
