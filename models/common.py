@@ -7,6 +7,7 @@ expected, so a command-line front end can print it as is, without a traceback.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -32,6 +33,13 @@ METRIC_FIELDS = ("step", "epoch", "lr", "train_loss", "train_acc", "test_loss", 
 
 class UsageError(Exception):
     """Something the user asked for cannot be done; the message is one line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage dump) raised as ``UsageError``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
 
 
 # ---------------------------------------------------------------------- data

@@ -55,9 +55,9 @@ import minigrad as mg  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
 from minigrad import nn  # noqa: E402
 from minigrad.data import DataLoader  # noqa: E402
-from minigrad.data.datasets import MNIST, FashionMNIST  # noqa: E402
 
 from . import paper_claims as claims  # noqa: E402
+from .common import DATASETS, OneLineParser, UsageError  # noqa: E402
 from .nets import paper_mlp  # noqa: E402
 
 PAPER_STEPS = 50_000
@@ -72,14 +72,9 @@ PROBE_IMAGES = 1000
 PERCENTILES = (15, 50, 85)
 #: The steps of the accuracy table, for a 50,000-step run (scaled for shorter ones).
 TABLE_STEPS = (5_000, 10_000, 20_000, 50_000)
-DATASETS = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
 #: What ``--quick`` changes: a few hundred steps on a subset, a few seconds in all.
 QUICK = {"steps": 300, "eval_every": 50, "claim_steps": 150, "train_limit": 6000,
          "test_limit": 2000, "probe_images": 500}
-
-
-class UsageError(Exception):
-    """A bad command line or unusable data: reported as one line, exit status 2."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -521,11 +516,6 @@ def summary_text(cfg: dict[str, Any], plain: dict[str, Any], bn: dict[str, Any],
 
 
 # ----------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        raise UsageError(message)
-
-
 def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
@@ -541,9 +531,9 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m models.paper_bn",
-                description="The Batch Normalization paper's MNIST experiment (section 4.1) "
-                            "and its other claims, measured.")
+    p = OneLineParser(prog="python -m models.paper_bn",
+                      description="The Batch Normalization paper's MNIST experiment "
+                                  "(section 4.1) and its other claims, measured.")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
     p.add_argument("--data-root", help="the folder holding the four IDX files (no download)")
     p.add_argument("--steps", type=positive(int), help=f"training steps (default {PAPER_STEPS})")

@@ -48,8 +48,8 @@ import minigrad.nn.functional as F
 from minigrad.data import DataLoader
 
 from . import nets
-from .common import (DATASETS, UsageError, evaluate, load_checkpoint, load_dataset,
-                     plot_curves, save_checkpoint, write_metrics)
+from .common import (DATASETS, OneLineParser, UsageError, evaluate, load_checkpoint,
+                     load_dataset, plot_curves, save_checkpoint, write_metrics)
 
 CHECKPOINT = "checkpoint.npz"
 SELF_SIGNAL_ENV = "MINIGRAD_TRAIN_SELF_SIGNAL"
@@ -69,13 +69,6 @@ DEFINING = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "we
 
 
 # ---------------------------------------------------------------------- arguments
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line (no usage dump) raised as ``UsageError``."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def _number(kind: type, what: str, minimum: float, inclusive: bool = True) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -95,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     per_model = "\n".join(
         f"  {name:7s} " + ", ".join(f"{_flag(k)} {v}" for k, v in d.items())
         for name, d in DEFAULTS.items())
-    p = _Parser(prog="python -m models.train",
-                description="Train a minigrad reference network on (Fashion-)MNIST.",
-                epilog=f"defaults per model (Adam's --lr defaults to {ADAM_LR}):\n{per_model}",
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m models.train",
+                      description="Train a minigrad reference network on (Fashion-)MNIST.",
+                      epilog=f"defaults per model (Adam's --lr defaults to {ADAM_LR}):"
+                             f"\n{per_model}",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=list(nets.MODELS), help="which network (models.nets)")
     p.add_argument("--dataset", choices=list(DATASETS), help="default: fashion-mnist")
     p.add_argument("--data-root", metavar="DIR",
