@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import secrets
 from collections.abc import Sequence
@@ -40,6 +41,23 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
+
+
+def number_arg(kind: type, what: str, minimum: float, inclusive: bool = True) -> Any:
+    """An argparse ``type=``: parse ``kind`` and require ``value >= minimum`` (``>`` when
+    not ``inclusive``); ``what`` says the bound in the message, e.g. ``"> 0"``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'} {what}, "
+                f"got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected a number {what}, got {text}")
+        return value
+    return parse
 
 
 # ---------------------------------------------------------------------- data

@@ -54,10 +54,10 @@ import numpy as np  # noqa: E402
 import minigrad as mg  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
 from minigrad import nn  # noqa: E402
-from minigrad.data import DataLoader  # noqa: E402
+from minigrad.data import DataLoader, TensorDataset  # noqa: E402
 
 from . import paper_claims as claims  # noqa: E402
-from .common import DATASETS, OneLineParser, UsageError  # noqa: E402
+from .common import DATASETS, OneLineParser, UsageError, evaluate, number_arg  # noqa: E402
 from .nets import paper_mlp  # noqa: E402
 
 PAPER_STEPS = 50_000
@@ -175,14 +175,7 @@ def percentiles(values: np.ndarray, qs: Sequence[float] = PERCENTILES) -> np.nda
 
 def test_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, chunk: int = 2000) -> float:
     """Accuracy on ``(x, y)`` in evaluation mode (BN with its running statistics)."""
-    model.eval()
-    correct = 0
-    with mg.no_grad():
-        for i in range(0, len(x), chunk):
-            scores = model(mg.tensor(x[i:i + chunk])).numpy()
-            correct += int((scores.argmax(axis=1) == y[i:i + chunk]).sum())
-    model.train()
-    return correct / len(x)
+    return evaluate(model, TensorDataset(x, y), batch_size=chunk)[1]
 
 
 def train_run(spec: RunSpec, data_spec: DataSpec,
@@ -516,43 +509,31 @@ def summary_text(cfg: dict[str, Any], plain: dict[str, Any], bn: dict[str, Any],
 
 
 # ----------------------------------------------------------------------------- command line
-def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    pos_int = number_arg(int, "> 0", 0, inclusive=False)
+    pos_float = number_arg(float, "> 0", 0.0, inclusive=False)
     p = OneLineParser(prog="python -m models.paper_bn",
                       description="The Batch Normalization paper's MNIST experiment "
                                   "(section 4.1) and its other claims, measured.")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
     p.add_argument("--data-root", help="the folder holding the four IDX files (no download)")
-    p.add_argument("--steps", type=positive(int), help=f"training steps (default {PAPER_STEPS})")
-    p.add_argument("--batch-size", type=positive(int), default=PAPER_BATCH)
-    p.add_argument("--lr", type=positive(float), default=DEFAULT_LR,
+    p.add_argument("--steps", type=pos_int, help=f"training steps (default {PAPER_STEPS})")
+    p.add_argument("--batch-size", type=pos_int, default=PAPER_BATCH)
+    p.add_argument("--lr", type=pos_float, default=DEFAULT_LR,
                    help=f"SGD learning rate of the main runs (default {DEFAULT_LR})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=positive(int),
+    p.add_argument("--eval-every", type=pos_int,
                    help=f"steps between records (default {DEFAULT_EVAL_EVERY})")
     p.add_argument("--unit", type=int, default=DEFAULT_UNIT,
                    help="which sigmoid of the last hidden layer to track (0-99)")
     p.add_argument("--out", default="runs/paper_bn", help="output folder")
     p.add_argument("--quick", action="store_true",
                    help="a few hundred steps on a subset: a check that takes seconds")
-    p.add_argument("--jobs", type=positive(int), default=1,
+    p.add_argument("--jobs", type=pos_int, default=1,
                    help="trainings run in parallel processes")
     p.add_argument("--claims", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the learning-rate and weight-scale sweeps")
-    p.add_argument("--claim-steps", type=positive(int),
+    p.add_argument("--claim-steps", type=pos_int,
                    help=f"steps of each sweep run (default {claims.CLAIM_STEPS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

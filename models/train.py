@@ -49,7 +49,7 @@ from minigrad.data import DataLoader
 
 from . import nets
 from .common import (DATASETS, OneLineParser, UsageError, evaluate, load_checkpoint,
-                     load_dataset, plot_curves, save_checkpoint, write_metrics)
+                     load_dataset, number_arg, plot_curves, save_checkpoint, write_metrics)
 
 CHECKPOINT = "checkpoint.npz"
 SELF_SIGNAL_ENV = "MINIGRAD_TRAIN_SELF_SIGNAL"
@@ -69,20 +69,6 @@ DEFINING = ("model", "dataset", "batch_size", "lr", "optimizer", "momentum", "we
 
 
 # ---------------------------------------------------------------------- arguments
-def _number(kind: type, what: str, minimum: float, inclusive: bool = True) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'} {what}, "
-                f"got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
-            raise argparse.ArgumentTypeError(f"expected a number {what}, got {text}")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line (options left as None take the model's default or the saved run's)."""
     per_model = "\n".join(
@@ -98,31 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR",
                    help="folder holding the IDX files (default: the usual places)")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files")
-    p.add_argument("--epochs", type=_number(int, ">= 1", 1), metavar="N",
+    p.add_argument("--epochs", type=number_arg(int, ">= 1", 1), metavar="N",
                    help="train this many epochs")
-    p.add_argument("--steps", type=_number(int, ">= 1", 1), metavar="N", help="or this many steps")
-    p.add_argument("--batch-size", type=_number(int, ">= 1", 1), metavar="N")
-    p.add_argument("--lr", type=_number(float, "> 0", 0.0, inclusive=False),
+    p.add_argument("--steps", type=number_arg(int, ">= 1", 1), metavar="N",
+                   help="or this many steps")
+    p.add_argument("--batch-size", type=number_arg(int, ">= 1", 1), metavar="N")
+    p.add_argument("--lr", type=number_arg(float, "> 0", 0.0, inclusive=False),
                    help="learning rate")
     p.add_argument("--optimizer", choices=["sgd", "adam"])
-    p.add_argument("--momentum", type=_number(float, ">= 0", 0.0), metavar="M", help="SGD momentum")
-    p.add_argument("--weight-decay", type=_number(float, ">= 0", 0.0), metavar="W",
+    p.add_argument("--momentum", type=number_arg(float, ">= 0", 0.0), metavar="M",
+                   help="SGD momentum")
+    p.add_argument("--weight-decay", type=number_arg(float, ">= 0", 0.0), metavar="W",
                    help="L2 penalty")
     p.add_argument("--schedule", choices=["constant", "cosine"],
                    help="learning rate over the run: constant, or a cosine down to 0")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bn-impl", choices=["fused", "composed"],
                    help="BatchNorm as one fused op or composed from primitives (default fused)")
-    p.add_argument("--seed", type=_number(int, ">= 0", 0), metavar="N", help="default 0")
+    p.add_argument("--seed", type=number_arg(int, ">= 0", 0), metavar="N", help="default 0")
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default runs/<model>-<dataset>-seed<seed>)")
-    p.add_argument("--eval-every", type=_number(int, ">= 1", 1), metavar="K",
+    p.add_argument("--eval-every", type=number_arg(int, ">= 1", 1), metavar="K",
                    help="evaluate (and checkpoint) every K steps instead of every epoch")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out (options left out keep saved values)")
-    p.add_argument("--train-subset", type=_number(int, ">= 1", 1), metavar="N",
+    p.add_argument("--train-subset", type=number_arg(int, ">= 1", 1), metavar="N",
                    help="train on the first N training examples only")
-    p.add_argument("--test-subset", type=_number(int, ">= 1", 1), metavar="N",
+    p.add_argument("--test-subset", type=number_arg(int, ">= 1", 1), metavar="N",
                    help="evaluate on the first N test examples only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
