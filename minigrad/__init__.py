@@ -10,7 +10,8 @@ from . import backend
 from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
                        set_grad_enabled, tape)
 from .backend import cuda_available, synchronize
-from .creation import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
+                       zeros_like)
 from .errors import DeviceError, DTypeError, GradcheckError, GraphError, MinigradError, ShapeError
 from .gradcheck import gradcheck, gradgradcheck
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
@@ -31,7 +32,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError", "MinigradError",
-    "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin", "astype",
+    "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin",
+    "as_tensor", "astype",
     "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",

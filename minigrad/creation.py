@@ -35,6 +35,23 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None,
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad, name=name)
 
 
+def as_tensor(data: Any, dtype: Any = None, device: str | None = None,
+              requires_grad: bool = False, name: str | None = None) -> Tensor:
+    """A leaf tensor that shares ``data``'s memory when it can (like ``torch.as_tensor``).
+
+    A NumPy/CuPy array already of the wanted dtype and device is wrapped without a
+    copy, so later writes to the array show in the tensor; anything else (a list, a
+    Tensor, another dtype or device) is converted as ``mg.tensor`` does.
+    """
+    if (hasattr(data, "shape") and not isinstance(data, Tensor)
+            and (dtype is None or np.dtype(dtype) == data.dtype)
+            and (device is None or backend.check_device(device) == backend.device_of(data))):
+        if backend.device_of(data) == "cuda":
+            backend.cuda_in_use = True
+        return _new(data, requires_grad, name)
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad, name=name)
+
+
 def _xp(device: str | None) -> Any:
     dev = backend.check_device(device)
     xp = backend.get_array_module(dev)
