@@ -23,3 +23,34 @@ class GraphError(MinigradError, RuntimeError):
 
 class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
+
+
+class InvalidArgumentError(MinigradError, ValueError):
+    """A function got an argument whose value it cannot use (empty, out of range, unknown)."""
+
+
+class ArgumentTypeError(MinigradError, TypeError):
+    """A function got an argument of a type it cannot use."""
+
+
+class OutOfRangeError(MinigradError, IndexError):
+    """An index is past the end of a dataset or sequence."""
+
+
+class MissingKeyError(MinigradError, KeyError):
+    """A name or key is missing or not allowed."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class HyperparameterError(InvalidArgumentError):
+    """An optimiser or schedule option is not a finite number in its range."""
+
+
+class HyperparameterTypeError(HyperparameterError, TypeError):
+    """An optimiser or schedule option has the wrong type (say, a string for ``lr``)."""
+
+
+class CheckpointError(MinigradError, ValueError):
+    """A file is not a readable minigrad checkpoint, or an object cannot be saved as one."""

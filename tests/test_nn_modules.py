@@ -200,6 +200,44 @@ def test_load_state_dict_errors_list_every_problem():
         net.load_state_dict(state, strict=False)  # shapes are checked even when not strict
 
 
+@pytest.mark.parametrize("bad", [np.array([["a", "b", "c"], ["d", "e", "f"]]),
+                                 [["1", "2", "x"], ["4", "5", "6"]],
+                                 np.ones((2, 3), dtype=np.complex128) * 1j,
+                                 np.array([[None] * 3] * 2, dtype=object)])
+def test_load_state_dict_copies_nothing_when_a_value_cannot_be_cast(bad):
+    # a bad weight with a good bias, and a good weight with a bad bias: whichever order
+    # the keys are copied in, a copy-as-you-go loop would have changed one of them
+    lin = nn.Linear(3, 2)
+    before = {k: v.numpy().copy() for k, v in lin.state_dict().items()}
+    state = {"bias": np.array([5.0, 6.0]), "weight": bad}
+    lin2 = nn.Linear(3, 2)
+    state2 = {"weight": np.full((2, 3), 9.0), "bias": np.array(["p", "q"])}
+    for module, sd, old in ((lin, state, before),
+                            (lin2, state2, {k: v.numpy().copy()
+                                            for k, v in lin2.state_dict().items()})):
+        with pytest.raises(nn.StateDictError) as info:
+            module.load_state_dict(sd)
+        assert isinstance(info.value, mg.MinigradError)
+        assert "cannot" in str(info.value) and "float32" in str(info.value)
+        for k, v in module.state_dict().items():
+            np.testing.assert_array_equal(v.numpy(), old[k], err_msg=k)  # nothing was copied
+
+
+def test_load_state_dict_refuses_fractions_for_an_integer_buffer():
+    bn = nn.BatchNorm1d(2)
+    state = {k: v.numpy().copy() for k, v in bn.state_dict().items()}
+    state["weight"] = np.full(2, 3.0)
+    state["num_batches_tracked"] = np.array(2.5)
+    with pytest.raises(nn.StateDictError, match="num_batches_tracked: cannot cast float64"):
+        bn.load_state_dict(state)
+    np.testing.assert_array_equal(bn.weight.numpy(), [1.0, 1.0])
+    state["num_batches_tracked"] = np.array(4.0)  # a whole number casts exactly
+    bn.load_state_dict(state)
+    assert bn.num_batches_tracked.item() == 4 and bn.weight.numpy().tolist() == [3.0, 3.0]
+    with pytest.raises(nn.StateDictError, match="expected a dict"):
+        bn.load_state_dict([("weight", np.ones(2))])
+
+
 # ----------------------------------------------------------------- modes, grads, dtypes
 def test_train_eval_propagate_and_switch_dropout():
     model = nn.Sequential(nn.Linear(10, 10), nn.Sequential(nn.Dropout(0.5)))
@@ -486,3 +524,14 @@ def test_deepcopy_makes_an_independent_model():
     assert isinstance(clone[0].weight, nn.Parameter) and clone[0].weight.requires_grad
     assert [r.module.path for r in mg.tape(clone(mg.randn(1, 2)))] == ["0", "1"]
     assert mg.tape(copy.deepcopy(model[0])(mg.randn(1, 2)))[0].module.path == ""
+
+
+def test_module_misuse_raises_minigrad_errors_that_keep_the_builtin_base():
+    net = Net()
+    with pytest.raises(mg.ArgumentTypeError, match="cannot assign int as parameter"):
+        net.fc1.weight = 3  # still a TypeError for code that catches that
+    with pytest.raises(mg.MissingKeyError, match="non-empty string without '.'") as info:
+        net.register_buffer("a.b", mg.zeros(1))
+    assert isinstance(info.value, KeyError) and not str(info.value).startswith(("'", '"'))
+    with pytest.raises(mg.DTypeError, match="floating-point"):
+        net.to(dtype=np.int32)

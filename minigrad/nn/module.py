@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import backend
 from ..autograd.function import Scope, module_stack, no_grad
-from ..errors import MinigradError
+from ..errors import ArgumentTypeError, DTypeError, MinigradError, MissingKeyError
 from ..tensor import Tensor
 
 
@@ -61,6 +61,35 @@ class Parameter(Tensor):
 
 class StateDictError(MinigradError, RuntimeError):
     """`load_state_dict` found missing or unexpected keys, or tensors of the wrong shape."""
+
+
+def _cast_for(key: str, value: Any, target: Tensor) -> tuple[Any, str]:
+    """``value`` as an array of ``target``'s shape, dtype and device, or why it cannot be.
+
+    Returns ``(array, "")`` or ``(None, problem)``: `load_state_dict` checks every entry
+    before it copies any, so a bad one leaves the module untouched.
+    """
+    arr = value.data if isinstance(value, Tensor) else value
+    try:
+        if not hasattr(arr, "shape"):
+            arr = np.asarray(arr)
+        if tuple(arr.shape) != tuple(target.shape):
+            return None, (f"size mismatch for {key}: copying a tensor of shape "
+                          f"{tuple(arr.shape)} from the state dict, but the shape in the "
+                          f"current model is {tuple(target.shape)}")
+        want = np.dtype(target.dtype)
+        have = np.dtype(arr.dtype)
+        if have.kind not in "biuf":  # strings, objects, complex: no (real) number to copy
+            return None, (f"{key}: cannot cast {have} values to the model's {want}; "
+                          "expected real numbers")
+        src = backend.to_device(arr, target.device)
+        cast = src.astype(want, copy=True)
+        if have.kind == "f" and want.kind in "biu" and not (cast == src).all():
+            return None, (f"{key}: cannot cast {have} values with a fractional part to the "
+                          f"model's {want} without changing them; expected whole numbers")
+        return cast, ""
+    except (TypeError, ValueError) as exc:  # e.g. a ragged nested list
+        return None, f"{key}: cannot read the value as an array of {target.dtype}: {exc}"
 
 
 class IncompatibleKeys(NamedTuple):
@@ -129,18 +158,21 @@ class Module:
             object.__setattr__(self, name, value)
         elif name in d["_parameters"]:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} of "
-                                f"{type(self).__name__} (a Parameter or None is expected)")
+                raise ArgumentTypeError(f"cannot assign {type(value).__name__} as parameter "
+                                        f"{name!r} of {type(self).__name__} (a Parameter or "
+                                        "None is expected)")
             self._set("_parameters", name, None)
         elif name in d["_modules"]:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
-                                f"of {type(self).__name__} (a Module or None is expected)")
+                raise ArgumentTypeError(f"cannot assign {type(value).__name__} as child module "
+                                        f"{name!r} of {type(self).__name__} (a Module or None "
+                                        "is expected)")
             self._set("_modules", name, None)
         elif name in d["_buffers"]:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} of "
-                                f"{type(self).__name__} (a Tensor or None is expected)")
+                raise ArgumentTypeError(f"cannot assign {type(value).__name__} as buffer "
+                                        f"{name!r} of {type(self).__name__} (a Tensor or None "
+                                        "is expected)")
             self._set("_buffers", name, value)
         else:
             object.__setattr__(self, name, value)
@@ -179,8 +211,8 @@ class Module:
         """Add a parameter (or a None placeholder, e.g. a layer without bias)."""
         self._check_name(name, "parameter")
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got "
-                            f"{type(param).__name__}")
+            raise ArgumentTypeError(f"register_parameter: {name!r} must be a Parameter or None, "
+                                    f"got {type(param).__name__}")
         self._set("_parameters", name, param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -191,8 +223,8 @@ class Module:
         """
         self._check_name(name, "buffer")
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got "
-                            f"{type(tensor).__name__}")
+            raise ArgumentTypeError(f"register_buffer: {name!r} must be a Tensor or None, got "
+                                    f"{type(tensor).__name__}")
         if tensor is not None and tensor.name is None:  # pictures say "running_mean"
             tensor.name = name
         self._set("_buffers", name, tensor)
@@ -205,16 +237,17 @@ class Module:
         """Add a child module under ``name`` (what attribute assignment does)."""
         self._check_name(name, "module")
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"add_module: {name!r} must be a Module or None, got "
-                            f"{type(module).__name__}")
+            raise ArgumentTypeError(f"add_module: {name!r} must be a Module or None, got "
+                                    f"{type(module).__name__}")
         self._set("_modules", name, module)
 
     def _check_name(self, name: str, what: str) -> None:
         if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"{what} name must be a non-empty string without '.', got {name!r}")
+            raise MissingKeyError(f"{what} name must be a non-empty string without '.', got "
+                                  f"{name!r}")
         if hasattr(type(self), name):
-            raise KeyError(f"{what} name {name!r} clashes with an attribute of "
-                           f"{type(self).__name__}")
+            raise MissingKeyError(f"{what} name {name!r} clashes with an attribute of "
+                                  f"{type(self).__name__}")
 
     # ----------------------------------------------------------- calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -359,7 +392,7 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         """Put this module and all descendants in training (or evaluation) mode."""
         if not isinstance(mode, bool):
-            raise TypeError(f"train: mode must be a bool, got {type(mode).__name__}")
+            raise ArgumentTypeError(f"train: mode must be a bool, got {type(mode).__name__}")
         for m in self.modules():
             m.__dict__["training"] = mode
         return self
@@ -391,7 +424,7 @@ class Module:
         """
         dev = backend.check_device(device) if device is not None else None
         if dtype is not None and np.dtype(dtype).kind != "f":
-            raise TypeError(f"to: dtype must be a floating-point type, got {np.dtype(dtype)}")
+            raise DTypeError(f"to: dtype must be a floating-point type, got {np.dtype(dtype)}")
 
         def convert(t: Tensor) -> None:
             arr = t._data
@@ -451,10 +484,14 @@ class Module:
         """Copy tensors from ``state_dict`` into this module's parameters and buffers, in place.
 
         Values may be Tensors or arrays; they are cast to each target's dtype and
-        device. Shape mismatches always raise; with ``strict`` (the default),
-        missing or unexpected keys raise too, listing them. Nothing is copied
-        unless everything fits.
+        device. Shape mismatches and values that cannot be cast without changing them
+        (strings, complex numbers, fractions into an integer buffer) always raise
+        ``StateDictError``; with ``strict`` (the default), missing or unexpected keys
+        raise too, listing them. Nothing is copied unless everything fits.
         """
+        if not isinstance(state_dict, Mapping):
+            raise StateDictError(f"load_state_dict for {type(self).__name__}: expected a dict "
+                                 f"of name -> tensor, got {type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -468,22 +505,16 @@ class Module:
         for k, target in own.items():
             if k not in state_dict:
                 continue
-            v = state_dict[k]
-            arr = v._data if isinstance(v, Tensor) else v
-            if not hasattr(arr, "shape"):
-                arr = np.asarray(arr)
-            if tuple(arr.shape) != tuple(target.shape):
-                problems.append(f"size mismatch for {k}: copying a tensor of shape "
-                                f"{tuple(arr.shape)} from the state dict, but the shape in the "
-                                f"current model is {tuple(target.shape)}")
+            src, problem = _cast_for(k, state_dict[k], target)
+            if problem:
+                problems.append(problem)
             else:
-                pairs.append((target, arr))
+                pairs.append((target, src))
         if problems:
             raise StateDictError(f"error(s) in loading state_dict for {type(self).__name__}:\n  "
                                  + "\n  ".join(problems))
-        with no_grad():
-            for target, arr in pairs:
-                src = backend.to_device(arr, target.device).astype(target.dtype, copy=False)
+        with no_grad():  # everything fits: only now change the module
+            for target, src in pairs:
                 target.data[...] = src  # in place: optimisers keep pointing at the same tensor
         return IncompatibleKeys(missing, unexpected)
 
