@@ -396,3 +396,122 @@ def test_scheduler_errors():
         StepLR("not an optimizer", step_size=2)
     with pytest.raises(KeyError, match="initial_lr"):
         StepLR(opt, step_size=2, last_epoch=5)
+
+
+# ---------------------------------------------------------------- hyperparameter checks
+BAD_OPTIONS = [
+    (SGD, dict(lr=0.1, momentum=float("nan")), "momentum=nan", mg.HyperparameterError),
+    (SGD, dict(lr=0.1, weight_decay=float("nan")), "weight_decay=nan", mg.HyperparameterError),
+    (SGD, dict(lr=float("inf")), "lr=inf", mg.HyperparameterError),
+    (SGD, dict(lr=0.1, momentum="x"), "momentum='x' is a str", mg.HyperparameterTypeError),
+    (SGD, dict(lr=0.1, dampening=1.5),
+     r"dampening=1.5; expected a finite number in \[0, 1\]", mg.HyperparameterError),
+    (SGD, dict(lr=0.1, momentum=0.9, nesterov="yes"), "nesterov='yes'",
+     mg.HyperparameterTypeError),
+    (SGD, dict(lr=None), "lr=None is a NoneType", mg.HyperparameterTypeError),
+    (Adam, dict(lr=-1e-3), "lr=-0.001", mg.HyperparameterError),
+    (Adam, dict(betas=(float("nan"), 0.9)), r"betas\[0\]=nan", mg.HyperparameterError),
+    (Adam, dict(betas=0.9), "betas=0.9 is a float", mg.HyperparameterTypeError),
+    (Adam, dict(eps=float("inf")), "eps=inf", mg.HyperparameterError),
+    (Adam, dict(weight_decay=True), "weight_decay=True is a bool", mg.HyperparameterTypeError),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, message, error", BAD_OPTIONS, ids=str)
+def test_bad_hyperparameters_are_refused_at_construction(cls, kwargs, message, error):
+    p = mg.zeros(3, requires_grad=True)
+    with pytest.raises(error, match=rf"^{cls.__name__}: .*{message}") as info:
+        cls([p], **kwargs)
+    assert "; expected " in str(info.value)  # says what would have been accepted
+    assert isinstance(info.value, (ValueError, TypeError))
+    # the same option in a group added later is refused too, leaving the optimiser as it was
+    opt = cls([p], lr=0.1) if cls is SGD else cls([p])
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(error, match=message):
+        opt.add_param_group({"params": [mg.zeros(2, requires_grad=True)], **kwargs})
+    assert opt.param_groups == before
+
+
+def test_finite_hyperparameters_keep_weights_finite_after_a_step():
+    # before validation, momentum=nan was accepted and the first step made every weight NaN
+    p = mg.ones(3, requires_grad=True)
+    opt = SGD([p], lr=0.1, momentum=0.5, weight_decay=0.01)
+    p.grad = mg.ones(3)
+    opt.step()
+    assert np.isfinite(p.numpy()).all()
+    assert isinstance(opt.param_groups[0]["lr"], float)
+
+
+def _trained_sgd():
+    p = mg.ones(3, requires_grad=True)
+    opt = SGD([p], lr=0.1, momentum=0.9)
+    p.grad = mg.ones(3)
+    opt.step()
+    return p, opt
+
+
+@pytest.mark.parametrize("change, message, error", [
+    (lambda sd: sd["param_groups"][0].update(lr="abc"), "group 0: lr='abc' is a str",
+     mg.HyperparameterTypeError),
+    (lambda sd: sd["param_groups"][0].update(momentum=float("nan")), "momentum=nan",
+     mg.HyperparameterError),
+    (lambda sd: sd["param_groups"][0].pop("params"), "saved group 0 has keys",
+     mg.InvalidArgumentError),
+    (lambda sd: sd["param_groups"][0].update(params=["a"]), "expected parameter indices",
+     mg.InvalidArgumentError),
+    (lambda sd: sd["param_groups"][0].update(amsgrad=True), r"unknown option\(s\) \['amsgrad'\]",
+     mg.InvalidArgumentError),
+    (lambda sd: sd["state"][0].update(momentum_buffer=np.array(["a", "b", "c"])),
+     "holds <U1 values", mg.InvalidArgumentError),
+    (lambda sd: sd.update(param_groups={"lr": 1}), "'param_groups' is a dict",
+     mg.InvalidArgumentError),
+])
+def test_optimizer_load_state_dict_checks_everything_before_changing_anything(
+        change, message, error):
+    p, opt = _trained_sgd()
+    sd = opt.state_dict()
+    sd["param_groups"][0]["lr"] = 0.5  # a valid change listed before the bad one
+    sd["state"][0]["momentum_buffer"] = mg.full((3,), 7.0)
+    change(sd)
+    buffer = opt.state[p]["momentum_buffer"].copy()
+    with pytest.raises(error, match=rf"^SGD.load_state_dict: .*{message}"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.9
+    np.testing.assert_array_equal(opt.state[p]["momentum_buffer"], buffer)
+    assert "amsgrad" not in opt.param_groups[0]
+
+
+@pytest.mark.parametrize("make, message, error", [
+    (lambda o: StepLR(o, step_size=2, gamma=float("nan")), "StepLR: invalid gamma=nan",
+     mg.HyperparameterError),
+    (lambda o: StepLR(o, step_size=2.0), "step_size=2.0 is a float", mg.HyperparameterTypeError),
+    (lambda o: CosineAnnealingLR(o, T_max=10, eta_min=float("inf")), "eta_min=inf",
+     mg.HyperparameterError),
+    (lambda o: CosineAnnealingLR(o, T_max=10, last_epoch=-2), "last_epoch=-2",
+     mg.HyperparameterError),
+    (lambda o: StepLR("not an optimizer", step_size=2), "expected a minigrad Optimizer",
+     mg.ArgumentTypeError),
+    (lambda o: StepLR(o, step_size=2, last_epoch=5), "initial_lr", mg.MissingKeyError),
+])
+def test_scheduler_arguments_are_checked(make, message, error):
+    opt = SGD([mg.zeros(2, requires_grad=True)], lr=1.0)
+    with pytest.raises(error, match=message):
+        make(opt)
+
+
+def test_scheduler_load_state_dict_is_all_or_nothing():
+    opt = SGD([mg.zeros(2, requires_grad=True)], lr=1.0)
+    sched = CosineAnnealingLR(opt, T_max=10)
+    sched.step()
+    sd = sched.state_dict()
+    for key, bad, message in [("last_epoch", "x", "last_epoch='x' is a str"),
+                              ("T_max", 0, "T_max=0"),
+                              ("base_lrs", [float("nan")], r"base_lrs\[0\]=nan"),
+                              ("base_lrs", [1.0, 2.0], "one per parameter group")]:
+        with pytest.raises(mg.HyperparameterError if key != "base_lrs" or "nan" in message
+                           else mg.InvalidArgumentError, match=message):
+            sched.load_state_dict({**sd, "last_epoch": 5, key: bad})
+        assert sched.last_epoch == 1 and sched.T_max == 10 and sched.base_lrs == [1.0]
+        assert opt.param_groups[0]["lr"] == sched.get_last_lr()[0]
+    with pytest.raises(mg.InvalidArgumentError, match="expected a dict"):
+        sched.load_state_dict([1, 2])

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import backend
-from .optimizer import Optimizer
+from ..errors import HyperparameterError, HyperparameterTypeError
+from .optimizer import Optimizer, check_number
 
 
 class Adam(Optimizer):
@@ -29,23 +30,31 @@ class Adam(Optimizer):
         lr: learning rate.
         betas: decay rates of the two moment estimates, each in ``[0, 1)``.
         eps: added to the denominator for numerical stability.
-        weight_decay: L2 penalty coefficient.
+        weight_decay: L2 penalty coefficient, >= 0.
+
+    Every number must be finite and in its range, or ``mg.HyperparameterError`` says
+    which option is wrong.
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay})
 
-    def _check_options(self, group: dict[str, Any]) -> None:
-        super()._check_options(group)
+    def _check_options(self, group: dict[str, Any], where: str) -> None:
+        super()._check_options(group, where)
         betas = group["betas"]
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Adam: invalid betas={betas!r}; expected two numbers in [0, 1)")
-        group["betas"] = tuple(betas)
-        if group["eps"] < 0:
-            raise ValueError(f"Adam: invalid eps={group['eps']!r}; expected >= 0")
+        if not isinstance(betas, (tuple, list)):
+            raise HyperparameterTypeError(f"{where}: betas={betas!r} is a "
+                                          f"{type(betas).__name__}; expected a pair of "
+                                          "numbers in [0, 1)")
+        if len(betas) != 2:
+            raise HyperparameterError(f"{where}: invalid betas={betas!r}; expected two numbers "
+                                      "in [0, 1)")
+        group["betas"] = tuple(check_number(where, f"betas[{i}]", b, 0.0, 1.0, high_open=True)
+                               for i, b in enumerate(betas))
+        group["eps"] = check_number(where, "eps", group["eps"], 0.0)
 
     def _update(self, param: Any, grad: Any, state: dict[str, Any],
                 group: dict[str, Any]) -> None:

@@ -14,9 +14,12 @@ Each schedule computes the rate from its closed form in ``last_epoch``, so
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from .optimizer import Optimizer
+from ..errors import (ArgumentTypeError, InvalidArgumentError,
+                      MinigradError, MissingKeyError)
+from .optimizer import Optimizer, check_int, check_number
 
 
 class LRScheduler:
@@ -29,22 +32,35 @@ class LRScheduler:
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         name = type(self).__name__
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{name}: expected a minigrad Optimizer, got "
-                            f"{type(optimizer).__name__}")
+            raise ArgumentTypeError(f"{name}: expected a minigrad Optimizer, got "
+                                    f"{type(optimizer).__name__}")
         self.optimizer = optimizer
+        last_epoch = check_int(name, "last_epoch", last_epoch, -1)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
         else:
             missing = [i for i, g in enumerate(optimizer.param_groups) if "initial_lr" not in g]
             if missing:
-                raise KeyError(f"{name}: last_epoch={last_epoch} resumes a schedule, but param "
-                               f"group(s) {missing} have no 'initial_lr'; load the optimiser's "
-                               "state_dict first or start with last_epoch=-1")
+                raise MissingKeyError(f"{name}: last_epoch={last_epoch} resumes a schedule, but "
+                                      f"param group(s) {missing} have no 'initial_lr'; load "
+                                      "the optimiser's state_dict first or start with "
+                                      "last_epoch=-1")
         self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._last_lr: list[float] = []
         self.step()
+
+    def _check_settings(self, where: str) -> None:
+        """Check (and normalise) every number of the schedule; subclasses add their own."""
+        self.last_epoch = check_int(where, "last_epoch", self.last_epoch, -1)
+        if not isinstance(self.base_lrs, list) or \
+                len(self.base_lrs) != len(self.optimizer.param_groups):
+            raise InvalidArgumentError(f"{where}: base_lrs={self.base_lrs!r}; expected a list "
+                                       f"of {len(self.optimizer.param_groups)} learning "
+                                       "rate(s), one per parameter group")
+        self.base_lrs = [check_number(where, f"base_lrs[{i}]", lr, 0.0)
+                         for i, lr in enumerate(self.base_lrs)]
 
     def _lr_at(self, base_lr: float, epoch: int) -> float:
         raise NotImplementedError
@@ -70,13 +86,28 @@ class LRScheduler:
                 for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a ``state_dict()`` and set the optimiser's rates to match it."""
+        """Restore a ``state_dict()`` and set the optimiser's rates to match it.
+
+        Every value is checked as the constructor checks it; on an error the
+        schedule is left as it was.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise InvalidArgumentError(f"{where}: expected a dict, got "
+                                       f"{type(state_dict).__name__}")
         unknown = set(state_dict) - set(self.__dict__)
         if unknown or "last_epoch" not in state_dict:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected keys "
-                             f"{sorted(unknown)} (expected {sorted(self.state_dict())})")
+            raise InvalidArgumentError(f"{where}: unexpected keys {sorted(map(str, unknown))} "
+                                       f"(expected {sorted(self.state_dict())})")
+        before = dict(self.__dict__)
         self.__dict__.update({k: (list(v) if isinstance(v, (list, tuple)) else v)
                               for k, v in state_dict.items()})
+        try:
+            self._check_settings(where)
+        except MinigradError:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         self._apply()
 
     def __repr__(self) -> str:
@@ -91,11 +122,18 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
         self.step_size = step_size
         self.gamma = gamma
+        self._check_own("StepLR")
         super().__init__(optimizer, last_epoch)
+
+    def _check_own(self, where: str) -> None:
+        self.step_size = check_int(where, "step_size", self.step_size, 1)
+        self.gamma = check_number(where, "gamma", self.gamma, 0.0)
+
+    def _check_settings(self, where: str) -> None:
+        super()._check_settings(where)
+        self._check_own(where)
 
     def _lr_at(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
@@ -110,11 +148,18 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        if not isinstance(T_max, int) or isinstance(T_max, bool) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
         self.T_max = T_max
         self.eta_min = eta_min
+        self._check_own("CosineAnnealingLR")
         super().__init__(optimizer, last_epoch)
+
+    def _check_own(self, where: str) -> None:
+        self.T_max = check_int(where, "T_max", self.T_max, 1)
+        self.eta_min = check_number(where, "eta_min", self.eta_min, 0.0)
+
+    def _check_settings(self, where: str) -> None:
+        super()._check_settings(where)
+        self._check_own(where)
 
     def _lr_at(self, base_lr: float, epoch: int) -> float:
         cos = math.cos(math.pi * epoch / self.T_max)

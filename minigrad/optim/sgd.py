@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .optimizer import Optimizer
+from ..errors import HyperparameterError
+from .optimizer import Optimizer, check_bool, check_number
 
 
 class SGD(Optimizer):
@@ -22,10 +23,14 @@ class SGD(Optimizer):
     Args:
         params: tensors to optimise (``model.parameters()``) or a list of group dicts.
         lr: learning rate (required, >= 0).
-        momentum: momentum factor in ``[0, 1)``-ish; 0 means plain SGD.
-        dampening: how much of the new gradient is left out of the buffer.
-        weight_decay: L2 penalty coefficient.
+        momentum: momentum factor, >= 0 (usually below 1); 0 means plain SGD.
+        dampening: how much of the new gradient is left out of the buffer, in ``[0, 1]``.
+        weight_decay: L2 penalty coefficient, >= 0.
         nesterov: use Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+
+    Every number must be finite: a NaN or infinite option raises
+    ``mg.HyperparameterError`` here rather than turning the weights into NaN at the
+    first step (a string raises ``mg.HyperparameterTypeError``).
     """
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
@@ -34,13 +39,14 @@ class SGD(Optimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov})
 
-    def _check_options(self, group: dict[str, Any]) -> None:
-        super()._check_options(group)
-        if group["momentum"] < 0:
-            raise ValueError(f"SGD: invalid momentum={group['momentum']!r}; expected >= 0")
+    def _check_options(self, group: dict[str, Any], where: str) -> None:
+        super()._check_options(group, where)
+        group["momentum"] = check_number(where, "momentum", group["momentum"], 0.0)
+        group["dampening"] = check_number(where, "dampening", group["dampening"], 0.0, 1.0)
+        group["nesterov"] = check_bool(where, "nesterov", group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(
-                f"SGD: nesterov=True needs momentum > 0 and dampening == 0, got "
+            raise HyperparameterError(
+                f"{where}: nesterov=True needs momentum > 0 and dampening == 0, got "
                 f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def _update(self, param: Any, grad: Any, state: dict[str, Any],
