@@ -160,9 +160,11 @@ def test_save_rejects_what_it_cannot_store(tmp_path):
         mg.save({"a": np.array([{}, 1], dtype=object)}, path)
     with pytest.raises(TypeError, match="key of type"):
         mg.save({frozenset(): 1}, path)
+    with pytest.raises(mg.ArgumentTypeError, match="cannot store"):
+        mg.save([len], path)  # a TypeError that is also a MinigradError
     loop = []
     loop.append(loop)
-    with pytest.raises(ValueError, match="contains itself"):
+    with pytest.raises(mg.CheckpointError, match="contains itself"):
         mg.save(loop, path)
     assert not path.exists() and os.listdir(tmp_path) == []
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -265,3 +267,120 @@ def test_device_tensors_are_saved_from_host_copies(tmp_path, device):
     assert back["t"].device == device and back["t"].requires_grad
     assert mg.backend.device_of(back["raw"]) == device
     np.testing.assert_array_equal(back["t"].numpy(), [1.0, 2.0, 3.0])
+
+
+# ---------------------------------------------------------------------- damaged and crafted files
+def _crafted(path, tree, arrays=(), npy_headers=None, compression=zipfile.ZIP_STORED):
+    """An .npz with a minigrad header holding ``tree``, the ``arrays`` as ``arr_i``, and
+    ``npy_headers`` (name -> (header dict, data bytes)) written as given."""
+    header = json.dumps({"format": "minigrad-checkpoint", "version": 1, "tree": tree}).encode()
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        with zf.open("__minigrad__.npy", "w") as f:
+            np.lib.format.write_array(f, np.frombuffer(header, np.uint8))
+        for i, a in enumerate(arrays):
+            with zf.open(f"arr_{i}.npy", "w") as f:
+                np.lib.format.write_array(f, np.asarray(a))
+        for name, (npy, data) in (npy_headers or {}).items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, npy)
+                f.write(data)
+    return path
+
+
+def _only_checkpoint_error(path) -> str:
+    with pytest.raises(mg.CheckpointError) as info:
+        mg.load(path)
+    assert isinstance(info.value, ValueError) and str(path) in str(info.value)
+    return str(info.value)
+
+
+def test_single_byte_flips_give_only_the_documented_error_or_the_same_data(tmp_path):
+    """Bit flips anywhere (zip headers, .npy headers, data, JSON) end in CheckpointError,
+    or, where the flipped byte does not matter (a timestamp), in the very same data.
+    Before, flips in a zip header's compression method raised NotImplementedError."""
+    state = {"w": mg.tensor(np.arange(12.0).reshape(3, 4)), "n": [1, 2.5, 1 + 2j, b"ab"],
+             "opt": {"state": {0: {"step": 3}}, "param_groups": [{"lr": 0.1, "params": [0]}]}}
+    rng = np.random.default_rng(0)
+    for compress in (False, True):
+        good = tmp_path / f"good{compress}.npz"
+        mg.save(state, good, compress=compress)
+        raw = good.read_bytes()
+        # the compression method of each local (offset 8) and central (offset 10) header,
+        # then random positions
+        spots = [i + 8 for i in range(len(raw)) if raw.startswith(b"PK\x03\x04", i)]
+        spots += [i + 10 for i in range(len(raw)) if raw.startswith(b"PK\x01\x02", i)]
+        spots += rng.integers(0, len(raw), 150).tolist()
+        for n, spot in enumerate(spots):
+            flipped = bytearray(raw)
+            flipped[spot] ^= 1 << int(rng.integers(8))
+            path = tmp_path / f"flip{n}.npz"
+            path.write_bytes(bytes(flipped))
+            try:
+                loaded = mg.load(path)
+            except mg.CheckpointError as exc:
+                assert str(path) in str(exc)
+            else:
+                _same(loaded, mg.load(good))
+            path.unlink()
+
+
+@pytest.mark.parametrize("tree, arrays, expected", [
+    ({"t": "complex", "re": {"t": "dict", "items": []}, "im": 1}, (), "complex"),
+    ({"t": "complex", "re": True, "im": None}, (), "complex"),
+    ({"t": "dict", "items": 5}, (), "not a list"),
+    ({"t": "list", "items": {"a": 1}}, (), "not a list"),
+    ({"t": "dict", "items": [[{"t": "tuple", "items": [{"t": "list", "items": []}]}, 1]]},
+     (), "not hashable"),
+    ({"t": "dict", "items": [[{"t": "dict", "items": []}, 1]]}, (), "key decodes to a dict"),
+    ({"t": "tensor", "k": "arr_0", "name": {"x": 1}}, [np.ones(2)], "tensor node"),
+    ({"t": "tensor", "k": "arr_0"}, [np.array(["a", "b"])], "tensor node"),
+    ({"t": "tensor", "k": "arr_0", "requires_grad": "yes"}, [np.ones(2)], "tensor node"),
+    ({"t": "bytes", "k": "arr_0"}, [np.ones(2)], "bytes node"),
+    ({"t": "scalar", "k": "arr_0"}, [np.ones(2)], "scalar node"),
+    ({"t": ["dict"]}, (), "unexpected node"),
+    ({"t": "_Decoder"}, (), "unknown node type"),
+    ({"t": "array", "k": {"a": 1}}, (), "missing array entry"),
+    ({"t": "float", "v": ["nan"]}, (), "bad float value"),
+    ([[[[[[[[[[[[[]]]]]]]]]]]]], (), "unexpected node"),
+])
+def test_crafted_headers_give_only_the_documented_error(tmp_path, tree, arrays, expected):
+    # before: TypeError for complex(dict), iterating an int, or a dict name; a list built
+    # from a dict's keys, and string tensors or float "bytes" returned without complaint
+    path = _crafted(tmp_path / "crafted.npz", tree, arrays)
+    assert expected in _only_checkpoint_error(path)
+
+
+def test_declared_shapes_are_checked_against_the_entry_before_allocating(tmp_path):
+    # 10**12 float64 in a 16-byte entry: before, numpy tried to allocate 8 TB (MemoryError)
+    huge = {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    path = _crafted(tmp_path / "huge.npz", {"t": "array", "k": "arr_0"},
+                    npy_headers={"arr_0": (huge, bytes(16))})
+    message = _only_checkpoint_error(path)
+    assert "(1000000000000,)" in message and "holds 16 bytes" in message
+    short = {"descr": "<f4", "fortran_order": False, "shape": (5,)}
+    path = _crafted(tmp_path / "short.npz", {"t": "array", "k": "arr_0"},
+                    npy_headers={"arr_0": (short, bytes(12))})
+    assert "declares shape (5,)" in _only_checkpoint_error(path)
+    objects = {"descr": "|O", "fortran_order": False, "shape": (1,)}
+    path = _crafted(tmp_path / "objects.npz", {"t": "array", "k": "arr_0"},
+                    npy_headers={"arr_0": (objects, bytes(8))})
+    assert "pickle" in _only_checkpoint_error(path)
+
+
+def test_a_small_file_cannot_inflate_past_the_documented_limit(tmp_path, monkeypatch):
+    """A deflated entry of zeros expands about 1000 times. The default limit is
+    max(MIN_LOAD_LIMIT, INFLATE_FACTOR x file size); a smaller MIN_LOAD_LIMIT makes the
+    same check run on an 8 MiB bomb instead of a 1 GiB one."""
+    monkeypatch.setattr(mio, "MIN_LOAD_LIMIT", 2**20, raising=False)
+    n = 8 * 2**20
+    bomb = {"descr": "|u1", "fortran_order": False, "shape": (n,)}
+    path = _crafted(tmp_path / "bomb.npz", {"t": "array", "k": "arr_0"},
+                    npy_headers={"arr_0": (bomb, bytes(n))}, compression=zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(path) < 64 * 1024
+    message = _only_checkpoint_error(path)
+    assert f"declares {n} bytes" in message and "max_bytes=" in message
+    assert mg.load(path, max_bytes=n + 1000).shape == (n,)  # allowed when asked for
+    good = tmp_path / "good.npz"
+    mg.save({"w": np.ones(1000)}, good)
+    with pytest.raises(mg.CheckpointError, match="more than 100 bytes"):
+        mg.load(good, max_bytes=100)
