@@ -8,13 +8,22 @@ expected, so a command-line front end can print it as is, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import errno
 import json
 import math
 import os
+import re
 import secrets
+import shutil
 from collections.abc import Sequence
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: runs there are not guarded against each other
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -34,6 +43,11 @@ METRIC_FIELDS = ("step", "epoch", "lr", "train_loss", "train_acc", "test_loss", 
 
 class UsageError(Exception):
     """Something the user asked for cannot be done; the message is one line."""
+
+
+class OutputError(UsageError):
+    """A result could not be written (a full disk, no permission); the message is one line
+    and names the file and the free space. Commands exit with status 1 for it."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -153,10 +167,123 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 256,
     return total_loss / seen, correct / seen
 
 
+# ---------------------------------------------------------------------- the output folder
+#: The lock file a running command holds in its output folder.
+LOCK_FILE = ".lock"
+#: Names of the temporary files written next to the outputs and renamed over them (by
+#: ``mg.save`` and ``_write_atomic``): ``.checkpoint.npz.3fa9c2d18b04.tmp``. A run killed
+#: mid-write leaves one behind, as large as the file it was replacing.
+_TEMP_FILE = re.compile(r"\.(checkpoint\.npz|metrics\.csv|metrics\.json|curves\.png)"
+                        r"\.[0-9a-f]{8,}\.tmp")
+
+
+class RunLock:
+    """An exclusive lock on an output folder, held by one command for its whole run.
+
+    ``acquire`` creates the folder if needed and takes an ``flock`` on ``LOCK_FILE``
+    in it; a second command on the same folder gets ``UsageError`` at once. The kernel
+    drops an flock when the process ends, however it ends (SIGKILL included), so a
+    crashed run never leaves the folder locked. Holding the lock, ``acquire`` also
+    deletes the temporary files that earlier, killed runs left (``_TEMP_FILE``): no
+    other process can be writing them.
+    """
+
+    def __init__(self, out_dir: str, option: str = "--out") -> None:
+        self.out_dir, self.option = out_dir, option
+        self.path = os.path.join(out_dir, LOCK_FILE)
+        self.fd: int | None = None
+        self.created = False
+
+    def acquire(self) -> RunLock:
+        self.created = not os.path.isdir(self.out_dir)
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(describe_write_error(exc, self.path)) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                raise UsageError(f"{self.option} {self.out_dir!r} is in use by another run"
+                                 + (f" (process {holder})" if holder.isdigit() else "")
+                                 + f"; wait for it to finish, or choose another {self.option}"
+                                 ) from None
+        self.fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for the message above; a nicety
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        remove_stale_temp_files(self.out_dir)
+        return self
+
+    def release(self, failed: bool = False) -> None:
+        """Let go of the lock; after a ``failed`` start, remove a folder it created empty."""
+        if self.fd is None:
+            return
+        if failed and self.created:
+            with contextlib.suppress(OSError):
+                if os.listdir(self.out_dir) == [LOCK_FILE]:
+                    os.unlink(self.path)
+                    os.rmdir(self.out_dir)
+        os.close(self.fd)  # closing the file drops the flock
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self.release(failed=kind is not None)
+
+
+def remove_stale_temp_files(out_dir: str) -> list[str]:
+    """Delete the temporary files killed saves left in ``out_dir``; returns their names.
+
+    Call it only while holding the folder's ``RunLock``, when no save can be running.
+    """
+    removed = []
+    for name in os.listdir(out_dir):
+        if _TEMP_FILE.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out_dir, name))
+                removed.append(name)
+    return removed
+
+
+def describe_write_error(exc: OSError, path: str) -> str:
+    """One line for a failed write: the file, the reason and the free space left there."""
+    folder = os.path.dirname(os.path.abspath(path))
+    reason = {errno.ENOSPC: "no space left on the device",
+              errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0,
+                                                       exc.strerror or str(exc))
+    try:
+        free = f"{_size(shutil.disk_usage(folder).free)} free in {folder}"
+    except OSError:
+        free = "the free space is unknown"
+    return f"cannot write {path}: {reason} ({free})"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 # ---------------------------------------------------------------------- files
 def save_checkpoint(state: dict[str, Any], path: str) -> None:
-    """Write ``state`` with ``mg.save``: atomic, so a crash mid-save keeps the old file."""
-    mg.save(state, path)
+    """Write ``state`` with ``mg.save``: atomic, so a crash mid-save keeps the old file.
+
+    Raises ``OutputError`` (one line: the file, the reason, the free space) when the
+    write fails, e.g. on a full disk; the previous checkpoint is then unchanged and no
+    temporary file is left.
+    """
+    try:
+        mg.save(state, path)
+    except OSError as exc:
+        raise OutputError(describe_write_error(exc, path)) from None
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
@@ -172,13 +299,30 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     return state
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    # through a temporary file and a rename: a run killed mid-write leaves the old file
+def _write_atomic(path: str, write: Any) -> None:
+    """Call ``write(binary_file)`` on a temporary file, then rename it over ``path``.
+
+    A run killed mid-write leaves the old file; a failed write (a full disk) leaves no
+    temporary file and raises ``OutputError``.
+    """
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(describe_write_error(exc, path)) from None
+        raise
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def write_metrics(out_dir: str, records: Sequence[dict[str, Any]],
@@ -186,7 +330,8 @@ def write_metrics(out_dir: str, records: Sequence[dict[str, Any]],
     """Write ``metrics.csv`` (one row per evaluation) and ``metrics.json`` into ``out_dir``.
 
     The JSON file holds ``{"records": [...], **extra}`` (e.g. the run's arguments
-    and a summary). Returns the two paths.
+    and a summary). Returns the two paths. Each file is replaced atomically;
+    ``OutputError`` when one cannot be written.
     """
     csv_path = os.path.join(out_dir, "metrics.csv")
     json_path = os.path.join(out_dir, "metrics.json")
@@ -216,7 +361,8 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str, title: str = "") -
     """Draw the loss and accuracy curves against the epoch into the PNG file ``path``.
 
     Uses matplotlib's Agg backend (no display needed). Returns ``path``, or None
-    when matplotlib is not installed or there is nothing to draw.
+    when matplotlib is not installed or there is nothing to draw. The file is
+    replaced atomically; ``OutputError`` when it cannot be written.
     """
     if not records:
         return None
@@ -241,10 +387,13 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str, title: str = "") -
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        _write_atomic(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
-__all__ = ["DATASETS", "METRIC_FIELDS", "Subset", "UsageError", "evaluate",
-           "load_checkpoint", "load_dataset", "plot_curves", "save_checkpoint", "write_metrics"]
+__all__ = ["DATASETS", "LOCK_FILE", "METRIC_FIELDS", "OutputError", "RunLock", "Subset",
+           "UsageError", "describe_write_error", "evaluate", "load_checkpoint", "load_dataset",
+           "plot_curves", "remove_stale_temp_files", "save_checkpoint", "write_metrics"]

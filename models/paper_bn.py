@@ -57,7 +57,8 @@ from minigrad import nn  # noqa: E402
 from minigrad.data import DataLoader, TensorDataset  # noqa: E402
 
 from . import paper_claims as claims  # noqa: E402
-from .common import DATASETS, OneLineParser, UsageError, evaluate, number_arg  # noqa: E402
+from .common import (DATASETS, OneLineParser, RunLock, UsageError, evaluate,  # noqa: E402
+                     number_arg)
 from .nets import paper_mlp  # noqa: E402
 
 PAPER_STEPS = 50_000
@@ -625,7 +626,8 @@ def run(args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-        out = run(args)
+        with RunLock(args.out):  # one command per folder; a killed one's lock goes with it
+            out = run(args)
     except UsageError as exc:
         print(f"paper_bn: error: {exc}", file=sys.stderr)
         return 2

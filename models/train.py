@@ -26,10 +26,15 @@ Per-model defaults (``DEFAULTS``): the MLPs train as in the Batch Normalization 
 (batch 60, plain SGD, 50,000 steps); the CNNs use SGD with momentum, weight decay and a
 cosine learning-rate schedule for 10 epochs.
 
-Bad arguments and missing data end the command with one line on stderr and exit
-status 2. The environment variable ``MINIGRAD_TRAIN_SELF_SIGNAL=KILL@17`` (or ``INT@17``)
-makes the process send itself that signal after step 17; the tests use it to stop a run
-at an exact step.
+Bad arguments, missing data and a second run on the same ``--out`` (the folder is locked
+while a run uses it) end the command with one line on stderr and exit status 2; a file
+that cannot be written (a full disk) ends it with one line naming the file and the free
+space, and status 1, keeping the last good checkpoint. Temporary files left by a killed
+save are removed by the next run in the folder.
+
+The environment variable ``MINIGRAD_TRAIN_SELF_SIGNAL=KILL@17`` (or ``INT@17``) makes the
+process send itself that signal after step 17; the tests use it to stop a run at an exact
+step.
 """
 
 from __future__ import annotations
@@ -48,8 +53,9 @@ import minigrad.nn.functional as F
 from minigrad.data import DataLoader
 
 from . import nets
-from .common import (DATASETS, OneLineParser, UsageError, evaluate, load_checkpoint,
-                     load_dataset, number_arg, plot_curves, save_checkpoint, write_metrics)
+from .common import (DATASETS, OneLineParser, OutputError, RunLock, UsageError, evaluate,
+                     load_checkpoint, load_dataset, number_arg, plot_curves, save_checkpoint,
+                     write_metrics)
 
 CHECKPOINT = "checkpoint.npz"
 SELF_SIGNAL_ENV = "MINIGRAD_TRAIN_SELF_SIGNAL"
@@ -255,8 +261,8 @@ def _say(bar: Any, text: str) -> None:
         print(text, flush=True)
 
 
-def _open_run(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
-    """Settle ``--out`` and read the checkpoint to resume; refuse to overwrite a run."""
+def _settle_out(args: argparse.Namespace) -> str:
+    """Fill in ``--out`` when it was left out; refuse a file. Returns the folder."""
     if args.out is None:
         if args.model is None and args.resume:
             raise UsageError("--resume needs --out DIR, the folder of the run to continue "
@@ -268,6 +274,12 @@ def _open_run(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out!r} is a file; expected a folder (it is created "
                          "if missing)")
+    return args.out
+
+
+def _open_run(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
+    """Read the checkpoint to resume; refuse to overwrite a run."""
+    _settle_out(args)
     ckpt_path = os.path.join(args.out, CHECKPOINT)
     if args.resume:
         if not os.path.isfile(ckpt_path):
@@ -341,11 +353,18 @@ class Trainer:
         self.start = now
 
     def checkpoint(self) -> None:
-        save_checkpoint({"args": self.cfg, "model": self.model.state_dict(),
-                         "optimizer": self.opt.state_dict(),
-                         "scheduler": None if self.sched is None else self.sched.state_dict(),
-                         "loader": self.loader.state_dict(), "rng": mg.random.get_state(),
-                         "progress": vars(self.state)}, self.ckpt_path)
+        try:
+            save_checkpoint({"args": self.cfg, "model": self.model.state_dict(),
+                             "optimizer": self.opt.state_dict(),
+                             "scheduler": (None if self.sched is None
+                                           else self.sched.state_dict()),
+                             "loader": self.loader.state_dict(), "rng": mg.random.get_state(),
+                             "progress": vars(self.state)}, self.ckpt_path)
+        except OutputError as exc:
+            kept = (f"the last good checkpoint, {self.ckpt_path}, is kept; free some space, "
+                    "then continue with --resume" if os.path.isfile(self.ckpt_path)
+                    else "no checkpoint was saved yet")
+            raise OutputError(f"{exc} at step {self.state.step}; {kept}") from None
 
     def summary(self) -> dict[str, Any]:
         """What ``metrics.json`` holds besides the records."""
@@ -469,12 +488,19 @@ class Trainer:
 def main(argv: list[str] | None = None) -> int:
     """The command: parse ``argv`` (default ``sys.argv[1:]``), train, return the exit status.
 
-    Any problem with the arguments, the data or a checkpoint ends in one line on
-    stderr and status 2.
+    Any problem with the arguments, the data or a checkpoint, or another run using
+    the same ``--out``, ends in one line on stderr and status 2; a result that cannot
+    be written (a full disk) in one line and status 1.
     """
     try:
         args = build_parser().parse_args(argv)
-        return Trainer(args).run()
+        # one run per folder: the lock is held until the run ends (a killed run's lock
+        # goes with its process)
+        with RunLock(_settle_out(args)):
+            return Trainer(args).run()
+    except OutputError as exc:  # a full disk: the last checkpoint is intact
+        print(f"python -m models.train: error: {exc}", file=sys.stderr)
+        return 1
     except UsageError as exc:
         print(f"python -m models.train: error: {exc}", file=sys.stderr)
         return 2

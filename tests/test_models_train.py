@@ -9,6 +9,7 @@ step 17, so nothing depends on timing. The data comes from Debian's
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -21,12 +22,13 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+import minigrad.io as mio
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `models` lives at the repository root, beside `minigrad`
     sys.path.insert(0, str(ROOT))
 
-from models import train  # noqa: E402
+from models import common, train  # noqa: E402
 from models.common import load_dataset  # noqa: E402
 
 # 600 training images in batches of 60: 10 steps per epoch, 3 epochs, a checkpoint every
@@ -159,6 +161,154 @@ def test_ctrl_c_from_outside_saves_and_exits_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert f"saved {ckpt}" in err
     assert _load(tmp_path)["progress"]["step"] >= 5
+
+
+# ---------------------------------------------------------------------- one run per folder
+def _popen(args: list[str], self_signal: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(train.SELF_SIGNAL_ENV, None)
+    if self_signal:
+        env[train.SELF_SIGNAL_ENV] = self_signal
+    return subprocess.Popen([sys.executable, "-m", "models.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@needs_data
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_folder_one_refuses(tmp_path: Path) -> None:
+    # before: both printed "done" and exited 0, and the folder held the second run only
+    first = _popen([*SMALL, "--seed", "1", "--out", str(tmp_path)])
+    time.sleep(0.3)
+    second = _popen([*SMALL, "--seed", "2", "--out", str(tmp_path)])
+    results = []
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=300)
+        results.append((proc.returncode, out, err))
+    assert sorted(code for code, _, _ in results) == [0, 2], results
+    (winner_out, _), (_, loser_err) = [(o, e) for code, o, e in sorted(results)]
+    assert "done" in winner_out
+    assert loser_err.count("\n") == 1 and "Traceback" not in loser_err, loser_err
+    assert "in use by another run" in loser_err or "already holds a run" in loser_err
+    seed = 1 if results[0][0] == 0 else 2
+    assert _load(tmp_path)["args"]["seed"] == seed  # the folder holds the winner's run
+
+
+@needs_data
+def test_a_folder_in_use_is_refused_and_a_killed_run_does_not_keep_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # a run that stops itself (SIGSTOP) after step 2: alive, before its first checkpoint
+    holder = _popen([*SMALL, "--out", str(tmp_path)], self_signal="STOP@2")
+    try:
+        _, status = os.waitpid(holder.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), status
+        assert not (tmp_path / train.CHECKPOINT).exists()
+        err = _one_line_error([*SMALL, "--seed", "5", "--out", str(tmp_path)], capsys)
+        assert f"--out '{tmp_path}' is in use by another run (process {holder.pid})" in err
+        assert not (tmp_path / train.CHECKPOINT).exists()  # nothing was written
+    finally:
+        holder.kill()  # SIGKILL: the lock goes with the process
+        holder.communicate()
+    assert train.main([*SMALL[:6], "--steps", "4", "--eval-every", "4", "--no-progress",
+                       "--out", str(tmp_path)]) == 0
+    assert _load(tmp_path)["progress"]["step"] == 4
+
+
+@needs_data
+def test_new_and_resumed_runs_remove_temp_files_of_killed_saves(tmp_path: Path) -> None:
+    short = [*SMALL[:6], "--steps", "4", "--eval-every", "4", "--no-progress", "--out",
+             str(tmp_path)]
+    tmp_path.mkdir(exist_ok=True)
+    leftovers = [".checkpoint.npz.0123456789ab.tmp", ".metrics.csv.deadbeef.tmp",
+                 ".metrics.json.00ff00ff.tmp", ".curves.png.a1b2c3d4.tmp"]
+    foreign = [".notes.tmp", "mine.tmp", ".checkpoint.npz.not-hex.tmp", ".data.npz.abcdef12.tmp"]
+    for name in leftovers + foreign:
+        (tmp_path / name).write_bytes(os.urandom(1000))
+    assert train.main(short) == 0  # a new run in a folder a killed first save left behind
+    assert _temp_files(tmp_path) == sorted(foreign)
+    for name in leftovers:
+        (tmp_path / name).write_bytes(os.urandom(1000))
+    assert train.main([*short, "--resume"]) == 0  # a finished run resumes as a no-op
+    assert _temp_files(tmp_path) == sorted(foreign)
+
+
+def _full_disk_for_saves_after(monkeypatch: pytest.MonkeyPatch, good_saves: int) -> None:
+    """mg.save fails with ENOSPC part-way through every save after the first ``good_saves``."""
+    real, saves = mio._write_array, []
+
+    def write(zf, name, array):
+        if name == mio.META:
+            saves.append(name)
+        if len(saves) > good_saves:
+            with zf.open(name + ".npy", "w") as f:
+                f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(zf, name, array)
+    monkeypatch.setattr(mio, "_write_array", write)
+
+
+def _full_disk_for_text_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing metrics fails with ENOSPC after the file was created (a 0-byte file)."""
+    import builtins
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(common, "open", lambda *a, **k: Full(builtins.open(*a, **k)),  # noqa: SIM115
+                        raising=False)
+
+
+def _disk_full_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    status = train.main(argv)
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "no space left on the device" in err and " free in " in err
+    return err
+
+
+@needs_data
+def test_a_full_disk_ends_training_and_resume_in_one_line_keeping_the_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: a traceback (OSError), and a 0-byte .metrics.csv.<hex>.tmp was left behind
+    argv = [*SMALL, "--out", str(tmp_path)]
+    ckpt = tmp_path / train.CHECKPOINT
+    with monkeypatch.context() as m:
+        _full_disk_for_saves_after(m, good_saves=1)  # the checkpoint of step 8 fails
+        err = _disk_full_error(argv, capsys)
+    assert f"cannot write {ckpt}" in err and "at step 8" in err and "--resume" in err
+    assert _load(tmp_path)["progress"]["step"] == 4 and _temp_files(tmp_path) == []
+
+    with monkeypatch.context() as m:
+        _full_disk_for_saves_after(m, good_saves=0)
+        err = _disk_full_error([*argv, "--resume"], capsys)
+    assert f"cannot write {ckpt}" in err and "the last good checkpoint" in err
+    assert _load(tmp_path)["progress"]["step"] == 4 and _temp_files(tmp_path) == []
+
+    with monkeypatch.context() as m:
+        _full_disk_for_text_files(m)  # the checkpoint of step 8 is written, its metrics not
+        err = _disk_full_error([*argv, "--resume"], capsys)
+    assert f"cannot write {tmp_path / 'metrics.csv'}" in err
+    assert _load(tmp_path)["progress"]["step"] == 8 and _temp_files(tmp_path) == []
+
+    assert train.main([*argv, "--resume"]) == 0  # space again: the run completes
+    assert _load(tmp_path)["progress"]["step"] == 30
 
 
 # ---------------------------------------------------------------------- bad arguments

@@ -9,6 +9,7 @@ against a NumPy forward pass, and bad command lines must give one line on stderr
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import json
 import os
@@ -223,6 +224,21 @@ def test_bad_arguments_give_one_line(argv: list[str], capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert err.startswith("paper_bn: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_in_use_by_another_run_is_refused(tiny_mnist: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    # before: a second command on the same --out ran too, and the last to finish won
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--dataset", "mnist", "--data-root", str(tiny_mnist), "--steps", "20",
+            "--eval-every", "10", "--no-claims", "--no-progress", "--out", str(out)]
+    with open(out / ".lock", "w") as held:  # what a running command holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert paper_bn.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out '{out}' is in use by another run" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing was written
 
 
 def test_missing_data_gives_one_line_from_the_command(tmp_path: Path) -> None:
