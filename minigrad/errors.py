@@ -54,3 +54,11 @@ class HyperparameterTypeError(HyperparameterError, TypeError):
 
 class CheckpointError(MinigradError, ValueError):
     """A file is not a readable minigrad checkpoint, or an object cannot be saved as one."""
+
+
+class InvalidStateError(MinigradError, RuntimeError):
+    """An object was used in a state that does not allow it (say, a superseded iterator)."""
+
+
+class DataFileError(MinigradError, ValueError):
+    """A dataset file is damaged, truncated, or not in the format its name says."""

@@ -247,24 +247,63 @@ def test_loader_puts_batches_on_the_requested_device(device):
 
 
 def test_bad_arguments_are_reported():
+    # each a MinigradError that keeps the builtin base code may catch
     ds = TensorDataset(np.zeros(4))
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(mg.InvalidArgumentError, match="batch_size"):
         DataLoader(ds, batch_size=0)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(mg.InvalidArgumentError, match="seed"):
         DataLoader(ds, shuffle=True, seed=-1)
-    with pytest.raises(TypeError, match="Dataset"):
+    with pytest.raises(mg.ArgumentTypeError, match="Dataset"):
         DataLoader(42)
-    with pytest.raises(ValueError, match=r"lengths \[3, 2\]"):
+    with pytest.raises(mg.ShapeError, match=r"lengths \[3, 2\]"):
         TensorDataset(np.zeros(3), np.zeros(2))
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(mg.InvalidArgumentError, match="at least one"):
         TensorDataset()
     with pytest.raises(TypeError):
         Dataset()
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(mg.OutOfRangeError, match="out of range"):
         ds[4]
+    with pytest.raises(mg.ArgumentTypeError, match="index must be an int"):
+        ds[1.5]
+    with pytest.raises(mg.ShapeError, match="cannot stack"):
+        collate([np.zeros(2), np.zeros(3)])
+    with pytest.raises(mg.ArgumentTypeError, match="cannot batch examples of type"):
+        collate([object(), object()])
     saved = DataLoader(ds, batch_size=2).state_dict()
-    with pytest.raises(ValueError, match="batch_size=2"):
+    with pytest.raises(mg.InvalidArgumentError, match="batch_size=2"):
         DataLoader(ds, batch_size=3).load_state_dict(saved)
+    for error in (mg.InvalidArgumentError, mg.ArgumentTypeError, mg.ShapeError,
+                  mg.OutOfRangeError):
+        assert issubclass(error, mg.MinigradError)
+
+
+def test_loader_load_state_dict_checks_everything_before_changing_anything():
+    loader = DataLoader(TensorDataset(np.zeros(10)), batch_size=2, shuffle=True, seed=3)
+    before = loader.state_dict()
+    # before: seed was set, then int("x") raised a bare ValueError
+    for bad, error, message in [({"epoch": "x", "batch": 0, "seed": 9}, mg.ArgumentTypeError,
+                                 "epoch='x' is a str"),
+                                ({"epoch": 1, "batch": 2.5, "seed": 9}, mg.ArgumentTypeError,
+                                 "batch=2.5"),
+                                ({"epoch": -1, "batch": 0, "seed": 9}, mg.InvalidArgumentError,
+                                 "epoch=-1"),
+                                ({"epoch": 1, "batch": 6, "seed": 9}, mg.InvalidArgumentError,
+                                 r"batch=6 is outside 0..5"),
+                                ({"batch": 0}, mg.InvalidArgumentError, "missing keys"),
+                                ([("epoch", 1)], mg.ArgumentTypeError, "expected a dict")]:
+        with pytest.raises(error, match=message):
+            loader.load_state_dict(bad)
+        assert loader.state_dict() == before
+
+
+def test_a_superseded_iterator_raises_a_minigrad_error():
+    loader = DataLoader(TensorDataset(np.zeros(6)), batch_size=2)
+    first = iter(loader)
+    next(first)
+    iter(loader)
+    with pytest.raises(mg.InvalidStateError, match="superseded") as info:
+        next(first)
+    assert isinstance(info.value, RuntimeError)
 
 
 # ------------------------------------------------------------------ IDX files
@@ -332,30 +371,30 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path):
     good = images.read_bytes()
 
     images.write_bytes(b"\x00\x00\x07\x03" + good[4:])  # unknown type code
-    _expect_bad(ValueError, "magic number", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "magic number", images, root=tmp_path, download=False)
     images.write_bytes(b"PK\x03\x04" + good[4:])
-    _expect_bad(ValueError, "magic number", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "magic number", images, root=tmp_path, download=False)
     images.write_bytes(good[:-100])
-    _expect_bad(ValueError, "wrong length", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "wrong length", images, root=tmp_path, download=False)
     images.write_bytes(good + b"\x00")
-    _expect_bad(ValueError, "wrong length", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "wrong length", images, root=tmp_path, download=False)
     images.write_bytes(good[:10])
-    _expect_bad(ValueError, "truncated", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "truncated", images, root=tmp_path, download=False)
 
     images.unlink()
     gz = tmp_path / "train-images-idx3-ubyte.gz"
     gz.write_bytes(gzip.compress(good)[:-40])
-    _expect_bad(ValueError, "gzip", gz, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "gzip", gz, root=tmp_path, download=False)
     gz.unlink()
 
     other = np.zeros((5, 28, 28), np.uint8)  # 5 images, 4 labels
     images.write_bytes(_idx_bytes(other))
-    _expect_bad(ValueError, "5 images but .* 4 labels", labels, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "5 images but .* 4 labels", labels, root=tmp_path, download=False)
     images.write_bytes(_idx_bytes(np.zeros((4, 28, 27), np.uint8)))
-    _expect_bad(ValueError, r"\(N, 28, 28\)", images, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, r"\(N, 28, 28\)", images, root=tmp_path, download=False)
     images.write_bytes(good)
     labels.write_bytes(_idx_bytes(np.array([1, 2, 3, 12], np.uint8)))
-    _expect_bad(ValueError, "label 12", labels, root=tmp_path, download=False)
+    _expect_bad(mg.DataFileError, "label 12", labels, root=tmp_path, download=False)
 
 
 # ------------------------------------------------------------------ where the files are

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
+from ..errors import ArgumentTypeError, InvalidArgumentError, OutOfRangeError, ShapeError
 from ..tensor import Tensor
 
 
@@ -41,7 +42,7 @@ def _as_array(x: Any, where: str) -> Any:
         return x  # a NumPy or CuPy array, used as is (no copy)
     arr = np.asarray(x)
     if arr.dtype == object:
-        raise TypeError(f"{where}: cannot make an array from {type(x).__name__}")
+        raise ArgumentTypeError(f"{where}: cannot make an array from {type(x).__name__}")
     return arr.astype(np.float32) if arr.dtype == np.float64 else arr
 
 
@@ -56,15 +57,16 @@ class TensorDataset(Dataset):
 
     def __init__(self, *tensors: Any) -> None:
         if not tensors:
-            raise ValueError("TensorDataset: expected at least one tensor or array, got none")
+            raise InvalidArgumentError("TensorDataset: expected at least one tensor or array, "
+                                       "got none")
         arrays = tuple(_as_array(t, "TensorDataset") for t in tensors)
         for i, a in enumerate(arrays):
             if a.ndim == 0:
-                raise ValueError(f"TensorDataset: argument {i} is a scalar; each argument "
+                raise ShapeError(f"TensorDataset: argument {i} is a scalar; each argument "
                                  "needs a first axis that indexes the examples")
         lengths = [a.shape[0] for a in arrays]
         if len(set(lengths)) != 1:
-            raise ValueError(f"TensorDataset: all arguments must have the same length along "
+            raise ShapeError(f"TensorDataset: all arguments must have the same length along "
                              f"the first axis, got lengths {lengths}")
         self.arrays = arrays
 
@@ -74,9 +76,11 @@ class TensorDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         n = len(self)
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise TypeError(f"TensorDataset: index must be an int, got {type(index).__name__}")
+            raise ArgumentTypeError(f"TensorDataset: index must be an int, got "
+                                    f"{type(index).__name__}")
         if not -n <= index < n:
-            raise IndexError(f"TensorDataset: index {index} is out of range for {n} examples")
+            raise OutOfRangeError(f"TensorDataset: index {index} is out of range for {n} "
+                                  f"examples; expected -{n} <= index < {n}")
         items = tuple(Tensor._wrap(a[index].copy()) for a in self.arrays)
         return items[0] if len(items) == 1 else items
 

@@ -28,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from ..errors import DataFileError
 from ..tensor import Tensor
 from .dataset import Dataset
 
@@ -49,24 +50,24 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"read_idx: {path}: the gzip data is damaged or truncated "
-                             f"({exc})") from None
+            raise DataFileError(f"read_idx: {path}: the gzip data is damaged or truncated "
+                                f"({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise ValueError(f"read_idx: {path} is not an IDX file: bad magic number "
-                         f"{raw[:4].hex() or '(empty file)'}; expected 0000 followed by a "
-                         "type code (08 for uint8) and the number of dimensions")
+        raise DataFileError(f"read_idx: {path} is not an IDX file: bad magic number "
+                            f"{raw[:4].hex() or '(empty file)'}; expected 0000 followed by a "
+                            "type code (08 for uint8) and the number of dimensions")
     ndim = raw[3]
     start = 4 + 4 * ndim
     if len(raw) < start:
-        raise ValueError(f"read_idx: {path} is truncated: the header needs {start} bytes "
-                         f"for {ndim} dimensions, the file has {len(raw)}")
+        raise DataFileError(f"read_idx: {path} is truncated: the header needs {start} bytes "
+                            f"for {ndim} dimensions, the file has {len(raw)}")
     shape = struct.unpack(f">{ndim}I", raw[4:start])
     dtype = IDX_TYPES[raw[2]]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - start != expected:
-        raise ValueError(f"read_idx: {path} has the wrong length: shape {shape} of "
-                         f"{dtype.name} needs {expected} bytes of data, found "
-                         f"{len(raw) - start} (truncated or corrupt file)")
+        raise DataFileError(f"read_idx: {path} has the wrong length: shape {shape} of "
+                            f"{dtype.name} needs {expected} bytes of data, found "
+                            f"{len(raw) - start} (truncated or corrupt file)")
     arr = np.frombuffer(raw, dtype=dtype, offset=start).reshape(shape)
     return arr.astype(dtype.newbyteorder("=")) if dtype.itemsize > 1 else arr
 
@@ -122,17 +123,19 @@ class MNIST(Dataset):
         labels = read_idx(label_path)
         cls = type(self).__name__
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise ValueError(f"{cls}: {image_path} holds {images.dtype} of shape "
-                             f"{images.shape}; expected uint8 images of shape (N, 28, 28)")
+            raise DataFileError(f"{cls}: {image_path} holds {images.dtype} of shape "
+                                f"{images.shape}; expected uint8 images of shape "
+                                "(N, 28, 28)")
         if labels.dtype != np.uint8 or labels.ndim != 1:
-            raise ValueError(f"{cls}: {label_path} holds {labels.dtype} of shape "
-                             f"{labels.shape}; expected uint8 labels of shape (N,)")
+            raise DataFileError(f"{cls}: {label_path} holds {labels.dtype} of shape "
+                                f"{labels.shape}; expected uint8 labels of shape (N,)")
         if len(images) != len(labels):
-            raise ValueError(f"{cls}: {image_path} has {len(images)} images but "
-                             f"{label_path} has {len(labels)} labels")
+            raise DataFileError(f"{cls}: {image_path} has {len(images)} images but "
+                                f"{label_path} has {len(labels)} labels; expected one "
+                                "label per image")
         if labels.size and labels.max() >= len(self.classes):
-            raise ValueError(f"{cls}: {label_path} has label {int(labels.max())}; expected "
-                             f"0..{len(self.classes) - 1}")
+            raise DataFileError(f"{cls}: {label_path} has label {int(labels.max())}; "
+                                f"expected 0..{len(self.classes) - 1}")
         self.images = images
         self.labels = labels.astype(np.int64)
 

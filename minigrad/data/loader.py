@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import backend
 from .. import random as _random
+from ..errors import (ArgumentTypeError, InvalidArgumentError, InvalidStateError,
+                      ShapeError)
 from ..tensor import Tensor
 
 
@@ -22,8 +24,9 @@ def collate(items: list[Any]) -> Any:
     first = items[0]
     if isinstance(first, (tuple, list)):
         if any(not isinstance(it, (tuple, list)) or len(it) != len(first) for it in items):
-            raise ValueError("collate: examples have different structures; every example "
-                             f"must be a {type(first).__name__} of {len(first)} fields")
+            raise InvalidArgumentError("collate: examples have different structures; every "
+                                       f"example must be a {type(first).__name__} of "
+                                       f"{len(first)} fields")
         return tuple(collate([it[i] for it in items]) for i in range(len(first)))
     if isinstance(first, dict):
         return {k: collate([it[k] for it in items]) for k in first}
@@ -34,12 +37,13 @@ def collate(items: list[Any]) -> Any:
             return xp.stack(arrays)
         except ValueError as exc:
             shapes = sorted({tuple(a.shape) for a in arrays})
-            raise ValueError(f"collate: cannot stack examples of shapes {shapes[:4]}; every "
+            raise ShapeError(f"collate: cannot stack examples of shapes {shapes[:4]}; every "
                              "example's field must have the same shape") from exc
     out = np.asarray(arrays)
     if out.dtype == object:
-        raise TypeError(f"collate: cannot batch examples of type {type(first).__name__}; "
-                        "expected Tensors, arrays, numbers, or tuples/dicts of them")
+        raise ArgumentTypeError(f"collate: cannot batch examples of type "
+                                f"{type(first).__name__}; expected Tensors, arrays, numbers, "
+                                "or tuples/dicts of them")
     return out.astype(np.float32) if type(first) is float else out
 
 
@@ -74,15 +78,15 @@ class DataLoader:
                  drop_last: bool = False, seed: int | None = None,
                  device: str | None = None) -> None:
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise TypeError(f"DataLoader: expected a Dataset (with __len__ and __getitem__), "
-                            f"got {type(dataset).__name__}")
+            raise ArgumentTypeError(f"DataLoader: expected a Dataset (with __len__ and "
+                                    f"__getitem__), got {type(dataset).__name__}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
                 or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got "
-                             f"{batch_size!r}")
+            raise InvalidArgumentError(f"DataLoader: batch_size must be a positive int, got "
+                                       f"{batch_size!r}")
         if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"DataLoader: seed must be a non-negative int or None, "
-                             f"got {seed!r}")
+            raise InvalidArgumentError(f"DataLoader: seed must be a non-negative int or None, "
+                                       f"got {seed!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -140,9 +144,9 @@ class DataLoader:
 
     def _check(self, token: int) -> None:
         if token != self._token:
-            raise RuntimeError("DataLoader: this iterator was superseded by a newer "
-                               "iter(loader) (or by load_state_dict/set_epoch); use one "
-                               "loop over a loader at a time")
+            raise InvalidStateError("DataLoader: this iterator was superseded by a newer "
+                                    "iter(loader) (or by load_state_dict/set_epoch); use one "
+                                    "loop over a loader at a time")
 
     def _fetch(self, indices: np.ndarray) -> Any:
         ds = self.dataset
@@ -178,23 +182,33 @@ class DataLoader:
                 "drop_last": self.drop_last, "num_examples": len(self.dataset)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume from ``state_dict()``: the next loop yields the rest of that epoch."""
+        """Resume from ``state_dict()``: the next loop yields the rest of that epoch.
+
+        Everything is checked before anything changes: on an error the loader is as
+        it was.
+        """
+        where = "DataLoader.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ArgumentTypeError(f"{where}: expected a dict from DataLoader.state_dict(), "
+                                    f"got {type(state_dict).__name__}")
         for key in ("shuffle", "batch_size", "drop_last", "num_examples"):
             if key in state_dict and state_dict[key] != self.state_dict()[key]:
-                raise ValueError(
-                    f"DataLoader.load_state_dict: the saved loader had {key}="
-                    f"{state_dict[key]!r} but this one has {self.state_dict()[key]!r}; the "
-                    "batches would not continue the saved run")
+                raise InvalidArgumentError(
+                    f"{where}: the saved loader had {key}={state_dict[key]!r} but this one "
+                    f"has {self.state_dict()[key]!r}; the batches would not continue the "
+                    "saved run")
         missing = {"epoch", "batch"} - set(state_dict)
         if missing:
-            raise ValueError(f"DataLoader.load_state_dict: missing keys {sorted(missing)}")
-        batch = int(state_dict["batch"])
-        if not 0 <= batch <= len(self):
-            raise ValueError(f"DataLoader.load_state_dict: batch={batch} is outside "
-                             f"0..{len(self)}")
-        if state_dict.get("seed") is not None:
-            self.seed = int(state_dict["seed"])
-        self.epoch = int(state_dict["epoch"])
+            raise InvalidArgumentError(f"{where}: missing keys {sorted(missing)}; expected "
+                                       "'epoch' and 'batch'")
+        epoch = _whole(where, "epoch", state_dict["epoch"], 0)
+        batch = _whole(where, "batch", state_dict["batch"], 0)
+        if batch > len(self):
+            raise InvalidArgumentError(f"{where}: batch={batch} is outside 0..{len(self)}")
+        seed = state_dict.get("seed")
+        if seed is not None:
+            self.seed = _whole(where, "seed", seed, 0)
+        self.epoch = epoch
         self._batch = batch
         self._fresh = True
         self._token += 1
@@ -203,6 +217,16 @@ class DataLoader:
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)}, "
                 f"batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch})")
+
+
+def _whole(where: str, key: str, value: Any, low: int) -> int:
+    """``value`` as an int ``>= low``; a saved position must be a whole number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArgumentTypeError(f"{where}: {key}={value!r} is a {type(value).__name__}; "
+                                f"expected an int >= {low}")
+    if value < low:
+        raise InvalidArgumentError(f"{where}: {key}={value!r}; expected an int >= {low}")
+    return int(value)
 
 
 def _on_device_of(indices: np.ndarray, array: Any) -> Any:
