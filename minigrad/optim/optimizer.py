@@ -104,6 +104,17 @@ def _check_param(name: str, i: int, p: Any) -> None:
                                    ".detach().requires_grad_() it")
 
 
+#: Options of PyTorch's optimisers that minigrad's lack, with the value that means "off":
+#: a torch state dict loads when they are off, and is refused (unknown option) otherwise.
+_TORCH_DEFAULTS = {"maximize": False, "foreach": None, "differentiable": False,
+                   "fused": None, "capturable": False, "amsgrad": False,
+                   "decoupled_weight_decay": False}
+
+
+def _is_torch_default(key: str, value: Any) -> bool:
+    return key in _TORCH_DEFAULTS and value is _TORCH_DEFAULTS[key]
+
+
 def _index(where: str, what: str, key: Any) -> int:
     """A parameter index from a state dict (an int, or its text after a JSON round trip)."""
     if isinstance(key, str) and key.isdigit():
@@ -297,7 +308,9 @@ class Optimizer:
         same groups and order. State arrays are copied onto each parameter's device;
         floating-point state takes the parameter's dtype. Everything is checked first
         (layout, shapes, and every option as the constructor checks it): on an error
-        the optimiser is left as it was.
+        the optimiser is left as it was. A PyTorch state dict loads too: its extra
+        options (``maximize``, ``foreach``, ``amsgrad``, ...) are ignored when off and
+        refused when on, since minigrad would not honour them.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
@@ -358,7 +371,8 @@ class Optimizer:
                 params[index] = p
             opts = {k: v for k, v in group.items() if k != "params"}
             opts.update({k: tuple(v) if isinstance(v, list) else copy.deepcopy(v)
-                         for k, v in saved.items() if k != "params"})
+                         for k, v in saved.items()
+                         if k != "params" and not _is_torch_default(k, v)})
             self._check_keys(opts, f"{where}: group {gi}")
             self._check_options(opts, f"{where}: group {gi}")
             options.append(opts)
