@@ -12,10 +12,10 @@ from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_gr
 from .backend import cuda_available, synchronize
 from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
-from .errors import (ArgumentTypeError, CheckpointError, DataFileError, DeviceError, DTypeError,
-                     GradcheckError, GraphError, HyperparameterError, HyperparameterTypeError,
-                     InvalidArgumentError, InvalidStateError, MinigradError, MissingKeyError,
-                     OutOfRangeError, ShapeError)
+from .errors import (ArgumentError, ArgumentTypeError, CheckpointError, DTypeError, DataFileError,
+                     DeviceError, GradcheckError, GraphError, HyperparameterError,
+                     HyperparameterTypeError, IndexOutOfRangeError, InvalidStateError,
+                     MinigradError, MissingKeyError, ShapeError)
 from .gradcheck import gradcheck, gradgradcheck
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
                   exp, flatten, getitem, greater, greater_equal, less, less_equal, log, matmul,
@@ -34,10 +34,10 @@ from . import nn  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArgumentTypeError", "CheckpointError", "DTypeError", "DataFileError", "DeviceError",
-    "Function", "GradcheckError", "GraphError", "HyperparameterError", "HyperparameterTypeError",
-    "InvalidArgumentError", "InvalidStateError", "MinigradError", "MissingKeyError",
-    "OutOfRangeError", "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin",
+    "ArgumentError", "ArgumentTypeError", "CheckpointError", "DTypeError", "DataFileError",
+    "DeviceError", "Function", "GradcheckError", "GraphError", "HyperparameterError",
+    "HyperparameterTypeError", "IndexOutOfRangeError", "InvalidStateError", "MinigradError",
+    "MissingKeyError", "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin",
     "as_tensor", "astype",
     "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",

@@ -25,7 +25,7 @@ class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
 
 
-class InvalidArgumentError(MinigradError, ValueError):
+class ArgumentError(MinigradError, ValueError):
     """A function got an argument whose value it cannot use (empty, out of range, unknown)."""
 
 
@@ -33,7 +33,7 @@ class ArgumentTypeError(MinigradError, TypeError):
     """A function got an argument of a type it cannot use."""
 
 
-class OutOfRangeError(MinigradError, IndexError):
+class IndexOutOfRangeError(MinigradError, IndexError):
     """An index is past the end of a dataset or sequence."""
 
 
@@ -44,7 +44,7 @@ class MissingKeyError(MinigradError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class HyperparameterError(InvalidArgumentError):
+class HyperparameterError(ArgumentError):
     """An optimiser or schedule option is not a finite number in its range."""
 
 

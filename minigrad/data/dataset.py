@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..errors import ArgumentTypeError, InvalidArgumentError, OutOfRangeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, IndexOutOfRangeError, ShapeError
 from ..tensor import Tensor
 
 
@@ -57,8 +57,8 @@ class TensorDataset(Dataset):
 
     def __init__(self, *tensors: Any) -> None:
         if not tensors:
-            raise InvalidArgumentError("TensorDataset: expected at least one tensor or array, "
-                                       "got none")
+            raise ArgumentError("TensorDataset: expected at least one tensor or array, "
+                                "got none")
         arrays = tuple(_as_array(t, "TensorDataset") for t in tensors)
         for i, a in enumerate(arrays):
             if a.ndim == 0:
@@ -79,8 +79,8 @@ class TensorDataset(Dataset):
             raise ArgumentTypeError(f"TensorDataset: index must be an int, got "
                                     f"{type(index).__name__}")
         if not -n <= index < n:
-            raise OutOfRangeError(f"TensorDataset: index {index} is out of range for {n} "
-                                  f"examples; expected -{n} <= index < {n}")
+            raise IndexOutOfRangeError(f"TensorDataset: index {index} is out of range for {n} "
+                                       f"examples; expected -{n} <= index < {n}")
         items = tuple(Tensor._wrap(a[index].copy()) for a in self.arrays)
         return items[0] if len(items) == 1 else items
 

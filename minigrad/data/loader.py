@@ -9,8 +9,7 @@ import numpy as np
 
 from .. import backend
 from .. import random as _random
-from ..errors import (ArgumentTypeError, InvalidArgumentError, InvalidStateError,
-                      ShapeError)
+from ..errors import ArgumentError, ArgumentTypeError, InvalidStateError, ShapeError
 from ..tensor import Tensor
 
 
@@ -24,9 +23,9 @@ def collate(items: list[Any]) -> Any:
     first = items[0]
     if isinstance(first, (tuple, list)):
         if any(not isinstance(it, (tuple, list)) or len(it) != len(first) for it in items):
-            raise InvalidArgumentError("collate: examples have different structures; every "
-                                       f"example must be a {type(first).__name__} of "
-                                       f"{len(first)} fields")
+            raise ArgumentError("collate: examples have different structures; every "
+                                f"example must be a {type(first).__name__} of "
+                                f"{len(first)} fields")
         return tuple(collate([it[i] for it in items]) for i in range(len(first)))
     if isinstance(first, dict):
         return {k: collate([it[k] for it in items]) for k in first}
@@ -82,11 +81,11 @@ class DataLoader:
                                     f"__getitem__), got {type(dataset).__name__}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
                 or batch_size < 1:
-            raise InvalidArgumentError(f"DataLoader: batch_size must be a positive int, got "
-                                       f"{batch_size!r}")
+            raise ArgumentError(f"DataLoader: batch_size must be a positive int, got "
+                                f"{batch_size!r}")
         if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise InvalidArgumentError(f"DataLoader: seed must be a non-negative int or None, "
-                                       f"got {seed!r}")
+            raise ArgumentError(f"DataLoader: seed must be a non-negative int or None, "
+                                f"got {seed!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -193,18 +192,18 @@ class DataLoader:
                                     f"got {type(state_dict).__name__}")
         for key in ("shuffle", "batch_size", "drop_last", "num_examples"):
             if key in state_dict and state_dict[key] != self.state_dict()[key]:
-                raise InvalidArgumentError(
+                raise ArgumentError(
                     f"{where}: the saved loader had {key}={state_dict[key]!r} but this one "
                     f"has {self.state_dict()[key]!r}; the batches would not continue the "
                     "saved run")
         missing = {"epoch", "batch"} - set(state_dict)
         if missing:
-            raise InvalidArgumentError(f"{where}: missing keys {sorted(missing)}; expected "
-                                       "'epoch' and 'batch'")
+            raise ArgumentError(f"{where}: missing keys {sorted(missing)}; expected "
+                                "'epoch' and 'batch'")
         epoch = _whole(where, "epoch", state_dict["epoch"], 0)
         batch = _whole(where, "batch", state_dict["batch"], 0)
         if batch > len(self):
-            raise InvalidArgumentError(f"{where}: batch={batch} is outside 0..{len(self)}")
+            raise ArgumentError(f"{where}: batch={batch} is outside 0..{len(self)}")
         seed = state_dict.get("seed")
         if seed is not None:
             self.seed = _whole(where, "seed", seed, 0)
@@ -225,7 +224,7 @@ def _whole(where: str, key: str, value: Any, low: int) -> int:
         raise ArgumentTypeError(f"{where}: {key}={value!r} is a {type(value).__name__}; "
                                 f"expected an int >= {low}")
     if value < low:
-        raise InvalidArgumentError(f"{where}: {key}={value!r}; expected an int >= {low}")
+        raise ArgumentError(f"{where}: {key}={value!r}; expected an int >= {low}")
     return int(value)
 
 

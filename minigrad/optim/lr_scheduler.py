@@ -17,8 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import (ArgumentTypeError, InvalidArgumentError,
-                      MinigradError, MissingKeyError)
+from ..errors import ArgumentError, ArgumentTypeError, MinigradError, MissingKeyError
 from .optimizer import Optimizer, check_int, check_number
 
 
@@ -56,9 +55,9 @@ class LRScheduler:
         self.last_epoch = check_int(where, "last_epoch", self.last_epoch, -1)
         if not isinstance(self.base_lrs, list) or \
                 len(self.base_lrs) != len(self.optimizer.param_groups):
-            raise InvalidArgumentError(f"{where}: base_lrs={self.base_lrs!r}; expected a list "
-                                       f"of {len(self.optimizer.param_groups)} learning "
-                                       "rate(s), one per parameter group")
+            raise ArgumentError(f"{where}: base_lrs={self.base_lrs!r}; expected a list "
+                                f"of {len(self.optimizer.param_groups)} learning "
+                                "rate(s), one per parameter group")
         self.base_lrs = [check_number(where, f"base_lrs[{i}]", lr, 0.0)
                          for i, lr in enumerate(self.base_lrs)]
 
@@ -93,12 +92,12 @@ class LRScheduler:
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
-            raise InvalidArgumentError(f"{where}: expected a dict, got "
-                                       f"{type(state_dict).__name__}")
+            raise ArgumentError(f"{where}: expected a dict, got "
+                                f"{type(state_dict).__name__}")
         unknown = set(state_dict) - set(self.__dict__)
         if unknown or "last_epoch" not in state_dict:
-            raise InvalidArgumentError(f"{where}: unexpected keys {sorted(map(str, unknown))} "
-                                       f"(expected {sorted(self.state_dict())})")
+            raise ArgumentError(f"{where}: unexpected keys {sorted(map(str, unknown))} "
+                                f"(expected {sorted(self.state_dict())})")
         before = dict(self.__dict__)
         self.__dict__.update({k: (list(v) if isinstance(v, (list, tuple)) else v)
                               for k, v in state_dict.items()})

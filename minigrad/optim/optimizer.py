@@ -26,8 +26,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import enable_grad
-from ..errors import (ArgumentTypeError, DTypeError, HyperparameterError,
-                      HyperparameterTypeError, InvalidArgumentError, ShapeError)
+from ..errors import (ArgumentError, ArgumentTypeError, DTypeError, HyperparameterError,
+                      HyperparameterTypeError, ShapeError)
 from ..tensor import Tensor
 
 
@@ -95,13 +95,13 @@ def _check_param(name: str, i: int, p: Any) -> None:
         raise DTypeError(f"{name}: parameter {i} has dtype {p.dtype}; only floating-point "
                          "tensors can be optimised")
     if not p.requires_grad:
-        raise InvalidArgumentError(f"{name}: parameter {i} (shape {p.shape}) does not require "
-                                   "grad, so it would never receive a gradient; create it with "
-                                   "requires_grad=True or leave it out")
+        raise ArgumentError(f"{name}: parameter {i} (shape {p.shape}) does not require "
+                            "grad, so it would never receive a gradient; create it with "
+                            "requires_grad=True or leave it out")
     if not p.is_leaf:
-        raise InvalidArgumentError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf (it "
-                                   "was computed by an op); optimise the leaf it came from, or "
-                                   ".detach().requires_grad_() it")
+        raise ArgumentError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf (it "
+                            "was computed by an op); optimise the leaf it came from, or "
+                            ".detach().requires_grad_() it")
 
 
 #: Options of PyTorch's optimisers that minigrad's lack, with the value that means "off":
@@ -120,8 +120,8 @@ def _index(where: str, what: str, key: Any) -> int:
     if isinstance(key, str) and key.isdigit():
         return int(key)
     if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
-        raise InvalidArgumentError(f"{where}: {what} holds {key!r}; expected parameter "
-                                   "indices (ints)")
+        raise ArgumentError(f"{where}: {what} holds {key!r}; expected parameter "
+                            "indices (ints)")
     return int(key)
 
 
@@ -134,8 +134,8 @@ def _restore(where: str, i: int, key: str, value: Any, p: Tensor) -> Any:
     if not hasattr(value, "shape"):
         return value
     if np.dtype(value.dtype).kind not in "biuf":
-        raise InvalidArgumentError(f"{where}: state {key!r} of parameter {i} holds "
-                                   f"{value.dtype} values; expected numbers")
+        raise ArgumentError(f"{where}: state {key!r} of parameter {i} holds "
+                            f"{value.dtype} values; expected numbers")
     if value.ndim == 0:
         return backend.to_device(value, "cpu").item()  # a 0-d array holds a number
     if tuple(value.shape) != p.shape:
@@ -164,9 +164,9 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         groups = list(params)
         if not groups:
-            raise InvalidArgumentError(f"{name}: got an empty parameter list; pass "
-                                       "model.parameters() or a non-empty list of tensors "
-                                       "that require grad")
+            raise ArgumentError(f"{name}: got an empty parameter list; pass "
+                                "model.parameters() or a non-empty list of tensors "
+                                "that require grad")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
@@ -178,16 +178,16 @@ class Optimizer:
 
         Raises ``HyperparameterError`` for an option that is not a finite number in its
         range (say ``lr=float("inf")`` or ``momentum=float("nan")``), and
-        ``InvalidArgumentError``/``ArgumentTypeError`` for a malformed group.
+        ``ArgumentError``/``ArgumentTypeError`` for a malformed group.
         """
         name = type(self).__name__
         if not isinstance(param_group, dict):
             raise ArgumentTypeError(f"{name}.add_param_group: expected a dict with a 'params' "
                                     f"entry, got {type(param_group).__name__}")
         if "params" not in param_group:
-            raise InvalidArgumentError(f"{name}.add_param_group: the group has no 'params' "
-                                       f"entry (keys: {sorted(param_group)}); expected a list "
-                                       "of tensors under 'params'")
+            raise ArgumentError(f"{name}.add_param_group: the group has no 'params' "
+                                f"entry (keys: {sorted(param_group)}); expected a list "
+                                "of tensors under 'params'")
         group = dict(param_group)
         params = group["params"]
         if not isinstance(params, (Tensor, Iterable)):
@@ -195,15 +195,15 @@ class Optimizer:
                                     "expected a list of Tensors")
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
-            raise InvalidArgumentError(f"{name}: a parameter group has an empty parameter "
-                                       "list; expected at least one tensor")
+            raise ArgumentError(f"{name}: a parameter group has an empty parameter "
+                                "list; expected at least one tensor")
         for i, p in enumerate(params):
             _check_param(name, i, p)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or seen & {id(p) for p in params}:
-            raise InvalidArgumentError(f"{name}: some parameters appear more than once (within "
-                                       "a group or in several groups); each parameter may be "
-                                       "given only once")
+            raise ArgumentError(f"{name}: some parameters appear more than once (within "
+                                "a group or in several groups); each parameter may be "
+                                "given only once")
         for key, value in self.defaults.items():
             group.setdefault(key, value)
         self._check_keys(group, name)
@@ -214,9 +214,9 @@ class Optimizer:
     def _check_keys(self, group: dict[str, Any], where: str) -> None:
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
-            raise InvalidArgumentError(f"{where}: unknown option(s) {sorted(unknown)} in a "
-                                       f"parameter group; expected some of "
-                                       f"{sorted(self.defaults)}")
+            raise ArgumentError(f"{where}: unknown option(s) {sorted(unknown)} in a "
+                                f"parameter group; expected some of "
+                                f"{sorted(self.defaults)}")
 
     def _check_options(self, group: dict[str, Any], where: str) -> None:
         """Check one group's options, normalising them in place (subclasses extend this).
@@ -314,7 +314,7 @@ class Optimizer:
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
-            raise InvalidArgumentError(
+            raise ArgumentError(
                 f"{where}: expected a dict with 'state' and 'param_groups', got "
                 f"{type(state_dict).__name__}"
                 + (f" with keys {sorted(map(str, state_dict))}"
@@ -322,17 +322,17 @@ class Optimizer:
         params, options = self._match_groups(state_dict["param_groups"], where)
         saved_state = state_dict["state"]
         if not isinstance(saved_state, Mapping):
-            raise InvalidArgumentError(f"{where}: 'state' is a {type(saved_state).__name__}; "
-                                       "expected a dict of parameter index -> state")
+            raise ArgumentError(f"{where}: 'state' is a {type(saved_state).__name__}; "
+                                "expected a dict of parameter index -> state")
         new_state: dict[Tensor, dict[str, Any]] = {}
         for key, entry in saved_state.items():
             i = _index(where, "a state key", key)
             if i not in params:
-                raise InvalidArgumentError(f"{where}: state for parameter {i}, which no group "
-                                           "lists")
+                raise ArgumentError(f"{where}: state for parameter {i}, which no group "
+                                    "lists")
             if not isinstance(entry, Mapping):
-                raise InvalidArgumentError(f"{where}: the state of parameter {i} is a "
-                                           f"{type(entry).__name__}; expected a dict")
+                raise ArgumentError(f"{where}: the state of parameter {i} is a "
+                                    f"{type(entry).__name__}; expected a dict")
             new_state[params[i]] = {k: _restore(where, i, k, v, params[i])
                                     for k, v in entry.items()}
         for group, opts in zip(self.param_groups, options):  # all checked: now apply
@@ -344,12 +344,12 @@ class Optimizer:
         """Pair the saved groups with ours: parameter index -> tensor, and each group's
         checked options (ours updated with the saved ones)."""
         if not isinstance(saved_groups, (list, tuple)):
-            raise InvalidArgumentError(f"{where}: 'param_groups' is a "
-                                       f"{type(saved_groups).__name__}; expected a list of dicts")
+            raise ArgumentError(f"{where}: 'param_groups' is a "
+                                f"{type(saved_groups).__name__}; expected a list of dicts")
         if len(saved_groups) != len(self.param_groups):
-            raise InvalidArgumentError(f"{where}: the saved state has {len(saved_groups)} "
-                                       f"parameter group(s), this optimiser has "
-                                       f"{len(self.param_groups)}")
+            raise ArgumentError(f"{where}: the saved state has {len(saved_groups)} "
+                                f"parameter group(s), this optimiser has "
+                                f"{len(self.param_groups)}")
         params: dict[int, Tensor] = {}
         options = []
         for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
@@ -357,17 +357,17 @@ class Optimizer:
                                                                 (list, tuple)):
                 got = (f"keys {sorted(map(str, saved))}" if isinstance(saved, Mapping)
                        else f"a {type(saved).__name__}")
-                raise InvalidArgumentError(f"{where}: saved group {gi} has {got}; expected a "
-                                           "dict with a 'params' list of parameter indices")
+                raise ArgumentError(f"{where}: saved group {gi} has {got}; expected a "
+                                    "dict with a 'params' list of parameter indices")
             if len(saved["params"]) != len(group["params"]):
-                raise InvalidArgumentError(f"{where}: group {gi} has {len(saved['params'])} "
-                                           f"parameter(s) in the saved state but "
-                                           f"{len(group['params'])} here")
+                raise ArgumentError(f"{where}: group {gi} has {len(saved['params'])} "
+                                    f"parameter(s) in the saved state but "
+                                    f"{len(group['params'])} here")
             for i, p in zip(saved["params"], group["params"]):
                 index = _index(where, f"group {gi}'s 'params'", i)
                 if index in params:
-                    raise InvalidArgumentError(f"{where}: parameter index {index} appears "
-                                               "twice in the saved groups")
+                    raise ArgumentError(f"{where}: parameter index {index} appears "
+                                        "twice in the saved groups")
                 params[index] = p
             opts = {k: v for k, v in group.items() if k != "params"}
             opts.update({k: tuple(v) if isinstance(v, list) else copy.deepcopy(v)
