@@ -23,3 +23,7 @@ class GraphError(MinigradError, RuntimeError):
 
 class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
+
+
+class DistributedError(MinigradError, RuntimeError):
+    """A collective cannot run: no ``init()`` yet, ranks disagree on shapes, a missing backend."""
