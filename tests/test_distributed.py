@@ -44,12 +44,15 @@ needs_mpi = pytest.mark.skipif(_mpiexec() is None,
                                reason="mpi4py/mpiexec not installed (pip install minigrad[mpi])")
 
 
-def _launch(n: int, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def _launch(n: int, args: list[str], timeout: float = 120,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # One BLAS thread per rank: the ranks already share the cores. The environment of
     # a test process under pytest-xdist carries no MPI variables, so this is a new job.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_", "HYDRA"))}
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+    env.pop("MINIGRAD_TRAIN_SELF_SIGNAL", None)
+    env.update(extra_env or {})
     return subprocess.run([_mpiexec(), "-n", str(n), *args], cwd=ROOT, env=env, check=False,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -370,3 +373,61 @@ def test_nccl_world_of_one_on_a_gpu(monkeypatch):
         comm.barrier()
     finally:
         dist.shutdown()
+
+
+# ---------------------------------------------------------------------- the training job
+@functools.cache
+def _have_fashion_mnist() -> bool:
+    sys.path.insert(0, str(ROOT))
+    from models.common import load_dataset
+    try:
+        load_dataset("fashion-mnist", train=False)
+    except Exception:
+        return False
+    return True
+
+
+TRAIN = ["-m", "models.train", "--model", "mlp-bn", "--train-subset", "600", "--test-subset",
+         "200", "--epochs", "2", "--eval-every", "5", "--no-progress"]
+
+
+def _metrics(out: Path) -> list[dict]:
+    import json
+    return json.loads((out / "metrics.json").read_text())["records"]
+
+
+@needs_mpi
+@pytest.mark.skipif(not _have_fashion_mnist(),
+                    reason="Fashion-MNIST files not found (dataset-fashion-mnist)")
+def test_distributed_training_job_follows_one_process_and_resumes(tmp_path):
+    """``mpiexec -n 2 python -m models.train --distributed``: the same test metrics as one
+    process (float32, so to rounding), rank 0 alone writes, and a run stopped by Ctrl-C
+    resumes to the uninterrupted run's numbers."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *TRAIN, "--out", str(tmp_path / "one")], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert one.returncode == 0, one.stderr
+    two = _launch(2, [sys.executable, *TRAIN, "--distributed", "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("done: step 20") == 1  # rank 0 reports, rank 1 is quiet
+    for a, b in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two"), strict=True):
+        assert a["step"] == b["step"]
+        np.testing.assert_allclose([b["train_loss"], b["test_loss"]],
+                                   [a["train_loss"], a["test_loss"]], rtol=1e-5)
+
+    stopped = tmp_path / "stopped"
+    first = _launch(2, [sys.executable, *TRAIN, "--distributed", "--out", str(stopped)],
+                    extra_env={"MINIGRAD_TRAIN_SELF_SIGNAL": "INT@7"})
+    assert first.returncode == 130, first.stderr[-3000:]
+    assert "interrupted at step 7" in first.stderr
+    rest = _launch(2, [sys.executable, "-m", "models.train", "--distributed", "--resume",
+                       "--no-progress", "--out", str(stopped)])
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    for a, b in zip(_metrics(tmp_path / "two"), _metrics(stopped), strict=True):
+        assert {k: v for k, v in a.items() if k != "elapsed_s"} == \
+            {k: v for k, v in b.items() if k != "elapsed_s"}
+
+    alone = subprocess.run([sys.executable, "-m", "models.train", "--resume", "--out",
+                            str(stopped)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert alone.returncode == 2 and "made with 2 process(es), not 1" in alone.stderr
