@@ -113,13 +113,14 @@ class DataParallel(Module):
             if k == len(buckets) - 1:  # whose gradients exist, as 0/1 flags
                 parts.append(xp.asarray(flags, dt))
             total = self.comm.all_reduce(xp.concatenate(parts), "sum")
+            if k == len(buckets) - 1:  # which parameters some rank had a gradient for
+                present = backend.to_device(total[-len(flags):] > 0, "cpu")
+            total /= total.dtype.type(self.comm.size)  # the average, in one pass
             offsets = np.cumsum([0] + [p.size for p in bucket])
             sums += [(p, total[a:b]) for p, a, b in zip(bucket, offsets[:-1], offsets[1:])]
-        present = backend.to_device(total[-len(flags):], "cpu") > 0
-        for (p, summed), has in zip(sums, present):
+        for (p, average), has in zip(sums, present):
             if has:
-                p.grad = as_tensor((summed / summed.dtype.type(self.comm.size))
-                                   .reshape(p.shape))
+                p.grad = as_tensor(average.reshape(p.shape))
 
     # The wrapper's checkpoints are the wrapped model's: no "module." prefix.
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> Any:
