@@ -536,22 +536,28 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = build_parser().parse_args(argv)
-        status = Trainer(args).run()
+        return Trainer(args).run()
     except UsageError as exc:
         print(f"python -m models.train: error: {exc}", file=sys.stderr)
-        status = 2
+        return 2
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save yet
         print("interrupted before training started; nothing was saved", file=sys.stderr)
-        status = 130
+        return 130
+
+
+def end_job_on_error(status: int) -> None:
+    """Under ``--distributed``, an error status on one rank ends every rank of the job
+    (``MPI_Abort``): the others may be waiting for this one in a collective."""
     if status not in (0, 130) and mg.distributed.is_initialized() \
             and mg.distributed.world_size() > 1:
-        sys.stderr.flush()  # the other ranks may be waiting for this one: end them all
+        sys.stderr.flush()
         mg.distributed.communicator().abort(status)
-    return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _status = main()
+    end_job_on_error(_status)
+    sys.exit(_status)
 
 
 __all__ = ["DEFAULTS", "DEFINING", "Trainer", "build_parser", "main", "resolve"]

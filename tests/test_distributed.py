@@ -10,6 +10,7 @@ SyncBatchNorm op itself (a world of one) against finite differences and PyTorch.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import shutil
@@ -299,6 +300,8 @@ def test_data_parallel_in_a_world_of_one(local_world):
         else:  # the unused layer: still no gradient
             assert p.grad is None
     assert "world_size=1" in repr(model)
+    twin = copy.deepcopy(model)  # copies share the communicator, not the weights
+    assert twin.comm is model.comm and twin.module[0].weight is not net[0].weight
 
 
 # ---------------------------------------------------------------------- sampler
@@ -431,3 +434,13 @@ def test_distributed_training_job_follows_one_process_and_resumes(tmp_path):
                             str(stopped)], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=120, check=False)
     assert alone.returncode == 2 and "made with 2 process(es), not 1" in alone.stderr
+
+
+@needs_mpi
+@pytest.mark.skipif(not _have_fashion_mnist(),
+                    reason="Fashion-MNIST files not found (dataset-fashion-mnist)")
+def test_distributed_training_job_error_ends_every_rank(tmp_path):
+    out = _launch(2, [sys.executable, *TRAIN, "--distributed", "--batch-size", "61", "--out",
+                      str(tmp_path / "odd")], timeout=60)
+    assert out.returncode == 2
+    assert "--batch-size 61 does not split evenly between 2 processes" in out.stderr

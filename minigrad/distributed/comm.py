@@ -171,6 +171,14 @@ class Communicator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
+    # A communicator is a handle on the job's processes, not data: copies of a model
+    # (copy.deepcopy) share it, as they share the processes.
+    def __copy__(self) -> Communicator:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Communicator:
+        return self
+
 
 _DTYPES = [np.dtype(c) for c in "?bBhHiIlLqQefdgFD"]
 
