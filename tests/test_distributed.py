@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +103,22 @@ def test_a_rank_that_dies_ends_the_job_instead_of_hanging(check, says):
 
 
 @needs_mpi
-def test_init_local_under_mpiexec_with_two_processes_refuses():
-    code = ("import minigrad as mg\ntry:\n    mg.distributed.init('local')\n"
-            "except mg.distributed.DistributedError as e:\n    print('refused:', e)\n")
+def test_under_mpiexec_a_world_never_initialised_or_local_is_refused():
+    code = textwrap.dedent("""
+        import numpy as np
+        import minigrad as mg
+        for call in (lambda: mg.distributed.all_reduce(np.ones(2)),
+                     lambda: mg.distributed.init("local")):
+            try:
+                call()
+            except mg.distributed.DistributedError as e:
+                print("refused:", e)
+        """)
     out = _launch(2, [sys.executable, "-c", code], timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("refused:") == 2 and "would train each rank alone" in out.stdout
+    assert out.stdout.count("refused:") == 4
+    assert out.stdout.count("call mg.distributed.init() first") == 2
+    assert out.stdout.count("would train each rank alone") == 2
 
 
 # ---------------------------------------------------------------------- one process
