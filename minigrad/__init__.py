@@ -30,6 +30,7 @@ from . import data, optim  # noqa: E402
 from .io import load, save  # noqa: E402
 from . import viz  # noqa: E402
 from . import nn  # noqa: E402
+from . import distributed  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,8 @@ __all__ = [
     "HyperparameterTypeError", "IndexOutOfRangeError", "InvalidStateError", "MinigradError",
     "MissingKeyError", "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin",
     "as_tensor", "astype",
-    "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
+    "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data",
+    "distributed", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",
     "int32", "int64", "int8", "is_grad_enabled", "less", "less_equal", "load", "log",

@@ -13,6 +13,10 @@ class DeviceError(MinigradError, RuntimeError):
     """A device is unavailable, or an op mixed tensors on different devices."""
 
 
+class DistributedError(MinigradError, RuntimeError):
+    """A collective cannot run: no ``init()`` yet, ranks disagree on shapes, a missing backend."""
+
+
 class DTypeError(MinigradError, TypeError):
     """An op got a dtype it cannot work with (e.g. gradients of an integer tensor)."""
 

@@ -5,6 +5,7 @@ Run from the repository root, for example::
     python -m models.train --model mlp-bn                       # the paper's MLP, 50,000 steps
     python -m models.train --model cnn-bn --epochs 10           # the BN CNN
     python -m models.train --model cnn-bn --out runs/cnn --resume   # carry on after a stop
+    mpiexec -n 2 python -m models.train --distributed --model mlp-bn   # on two processes
 
 What a run does:
 
@@ -21,6 +22,13 @@ bit the weights and metrics (wall times aside) of a run that was never stopped. 
 holds because everything a step depends on is in the checkpoint: the order of the
 batches depends only on the seed and the epoch, the schedule is a closed form of the
 step, and the loss sums that make the logged training loss are saved with the weights.
+
+``--distributed`` trains data-parallel on the processes of ``mpiexec -n N`` (MPI; NCCL with
+``--device cuda``, one GPU per process; ``pip install minigrad[mpi]``): ``--batch-size``
+stays the batch of one step, split evenly between the ranks by a ``DistributedSampler``;
+BatchNorm layers become ``SyncBatchNorm`` (statistics of the whole batch) and gradients
+are averaged, so the run follows the one-process run up to rounding. Rank 0 evaluates
+and writes every file; ``--resume`` needs the same number of processes.
 
 Per-model defaults (``DEFAULTS``): the MLPs train as in the Batch Normalization paper
 (batch 60, plain SGD, 50,000 steps); the CNNs use SGD with momentum, weight decay and a
@@ -48,9 +56,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 import minigrad as mg
 import minigrad.nn.functional as F
-from minigrad.data import DataLoader
+from minigrad import nn
+from minigrad.data import DataLoader, DistributedSampler
+from minigrad.distributed import DataParallel
 
 from . import nets
 from .common import (DATASETS, OneLineParser, OutputError, RunLock, UsageError, evaluate,
@@ -119,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-subset", type=number_arg(int, ">= 1", 1), metavar="N",
                    help="evaluate on the first N test examples only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of mpiexec -n N (--batch-size is "
+                        "split between them)")
     return p
 
 
@@ -305,6 +320,14 @@ class Trainer:
                              "here; install cupy-cuda12x (pip install minigrad[cuda12]) or use "
                              "--device cpu")
         self.hook = _self_signal()
+        self.comm = _join_world(args, cfg["batch_size"]) if args.distributed else None
+        self.rank = 0 if self.comm is None else self.comm.rank
+        world = 1 if self.comm is None else self.comm.size
+        if saved is not None and saved["args"].get("world_size", 1) != world:
+            raise UsageError(f"--resume: the run in {args.out} was made with "
+                             f"{saved['args'].get('world_size', 1)} process(es), not {world}; "
+                             "resume it with the same mpiexec -n")
+        cfg["world_size"] = world
 
         self.train_set = load_dataset(cfg["dataset"], args.data_root, train=True,
                                       download=args.download, subset=cfg["train_subset"])
@@ -317,8 +340,13 @@ class Trainer:
         # Full batches only: a last batch of one example would break BatchNorm's
         # statistics, and equal batches make every epoch the same number of steps. The
         # order is new every epoch, so each example still takes part.
-        self.loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=True,
-                                 drop_last=True, seed=cfg["seed"], device=args.device)
+        if self.comm is None:
+            self.loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=True,
+                                     drop_last=True, seed=cfg["seed"], device=args.device)
+        else:  # the same order as above, each rank taking every world-th example of it
+            sampler = DistributedSampler(self.train_set, seed=cfg["seed"], drop_last=True)
+            self.loader = DataLoader(self.train_set, batch_size=cfg["batch_size"] // world,
+                                     drop_last=True, sampler=sampler, device=args.device)
         self.steps_per_epoch = len(self.loader)
         self.total = (cfg["steps"] if cfg["steps"] is not None
                       else cfg["epochs"] * self.steps_per_epoch)
@@ -326,9 +354,13 @@ class Trainer:
 
         mg.manual_seed(cfg["seed"])  # the initial weights
         self.model = nets.build(cfg["model"], bn_impl=cfg["bn_impl"])
+        if self.comm is not None:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if saved is not None:
             self.model.load_state_dict(saved["model"])
         self.model.to(args.device)
+        # rank 0's weights everywhere; sync_gradients() averages the gradients
+        self.parallel = None if self.comm is None else DataParallel(self.model, self.comm)
         self.opt = _make_optimizer(cfg, self.model.parameters())
         # the schedule runs per step, over the whole run
         self.sched = (mg.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=self.total)
@@ -404,6 +436,8 @@ class Trainer:
         loss = F.cross_entropy(logits, y)
         self.opt.zero_grad()
         loss.backward()
+        if self.parallel is not None:
+            self.parallel.sync_gradients()
         self.opt.step()
         if self.sched is not None:
             self.sched.step()
@@ -419,6 +453,9 @@ class Trainer:
             for x, y in self.loader:  # after a resume: the rest of the saved epoch
                 t0 = time.perf_counter()
                 loss, correct = self.step(x, y)
+                if self.comm is not None:  # every rank the same numbers, and the same stop
+                    loss, correct, interrupt.requested = _combine(
+                        self.comm, loss, correct, interrupt.requested)
                 dt = time.perf_counter() - t0
                 st.step += 1
                 st.train_seconds += dt
@@ -437,7 +474,7 @@ class Trainer:
                         bar.set_postfix({"loss": f"{sum(window) / len(window):.4f}",
                                          "examples/s": f"{steps * batch / seconds:.0f}"},
                                         refresh=False)
-                if st.step % self.eval_every == 0 or st.step == self.total:
+                if self.rank == 0 and (st.step % self.eval_every == 0 or st.step == self.total):
                     rec = self.evaluation()
                     _say(bar, f"step {rec['step']} (epoch {rec['epoch']:g}): train loss "
                               f"{rec['train_loss']:.4f}, test loss {rec['test_loss']:.4f}, "
@@ -451,9 +488,12 @@ class Trainer:
     def run(self) -> int:
         """Train, write the results, return the exit status (0, or 130 after Ctrl-C)."""
         st, cfg = self.state, self.cfg
+        if self.rank != 0:  # rank 0 reports and writes the files
+            return self._run_quietly()
         bar = _progress_bar(self.total, st.step, self.args.no_progress)
+        world = "" if self.comm is None else f" x {self.comm.size} processes"
         _say(bar, f"{self.title}: {self.total} steps ({self.steps_per_epoch} per epoch) on "
-                  f"{self.args.device}, {nets.count_parameters(self.model):,} parameters -> "
+                  f"{self.args.device}{world}, {nets.count_parameters(self.model):,} parameters -> "
                   f"{self.args.out}")
         try:
             with _Interrupt() as interrupt:
@@ -484,6 +524,28 @@ class Trainer:
               + (", curves.png" if plot else " (no curves.png: matplotlib is missing)"))
         return 0
 
+    def _run_quietly(self) -> int:
+        """A rank other than 0: train in step with the others, write nothing."""
+        with _Interrupt() as interrupt:
+            self.train(interrupt, None)
+        return 130 if interrupt.requested and self.state.step < self.total else 0
+
+
+def _join_world(args: argparse.Namespace, batch_size: int) -> Any:
+    """Join the job's processes (MPI, or NCCL on GPUs); the batch must split evenly."""
+    comm = mg.distributed.init("nccl" if args.device == "cuda" else None)
+    if batch_size % comm.size:
+        raise UsageError(f"--batch-size {batch_size} does not split evenly between "
+                         f"{comm.size} processes; pick a multiple of {comm.size}")
+    return comm
+
+
+def _combine(comm: Any, loss: float, correct: int, stop: bool) -> tuple[float, int, bool]:
+    """One all-reduce: the batch's mean loss and correct count over every rank, and whether
+    any rank was asked to stop (so that all stop after the same step)."""
+    total = comm.all_reduce(np.array([loss, correct, float(stop)]), "sum")
+    return float(total[0]) / comm.size, int(round(total[1])), bool(total[2])
+
 
 def main(argv: list[str] | None = None) -> int:
     """The command: parse ``argv`` (default ``sys.argv[1:]``), train, return the exit status.
@@ -509,8 +571,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def end_job_on_error(status: int) -> None:
+    """Under ``--distributed``, an error status on one rank ends every rank of the job
+    (``MPI_Abort``): the others may be waiting for this one in a collective."""
+    if status not in (0, 130) and mg.distributed.is_initialized() \
+            and mg.distributed.world_size() > 1:
+        sys.stderr.flush()
+        mg.distributed.communicator().abort(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _status = main()
+    end_job_on_error(_status)
+    sys.exit(_status)
 
 
 __all__ = ["DEFAULTS", "DEFINING", "Trainer", "build_parser", "main", "resolve"]

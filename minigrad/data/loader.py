@@ -11,6 +11,7 @@ from .. import backend
 from .. import random as _random
 from ..errors import ArgumentError, ArgumentTypeError, InvalidStateError, ShapeError
 from ..tensor import Tensor
+from .sampler import SamplerError
 
 
 def collate(items: list[Any]) -> Any:
@@ -61,6 +62,9 @@ class DataLoader:
             minigrad's generator when the loader is built, so ``mg.manual_seed``
             makes it reproducible.
         device: put batches on this device (default: where the data is).
+        sampler: the indices to visit instead (e.g. a ``DistributedSampler``); the
+            loader calls its ``set_epoch(epoch)`` at the start of each pass, if it has
+            one. Not with ``shuffle=True`` (the sampler decides the order).
 
     A batch is a Tensor, or a tuple of Tensors when the examples have several
     fields (``(image, label)``). Datasets with an ``arrays`` attribute or a
@@ -75,7 +79,10 @@ class DataLoader:
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, sampler: Any = None) -> None:
+        if sampler is not None and shuffle:
+            raise SamplerError("DataLoader: give either shuffle=True or a sampler, not both; "
+                               "the sampler decides the order")
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise ArgumentTypeError(f"DataLoader: expected a Dataset (with __len__ and "
                                     f"__getitem__), got {type(dataset).__name__}")
@@ -87,6 +94,7 @@ class DataLoader:
             raise ArgumentError(f"DataLoader: seed must be a non-negative int or None, "
                                 f"got {seed!r}")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -102,11 +110,15 @@ class DataLoader:
         self._token = 0     # identifies the newest iterator; older ones stop working
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int) -> np.ndarray:
         """The example indices, in the order epoch ``epoch`` visits them."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)

@@ -11,7 +11,9 @@ from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Iden
                      LogSoftmax, MaxPool2d, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 
+from ._sync_batchnorm import SyncBatchNorm  # noqa: E402 - after the modules it builds on
+
 __all__ = ["AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
            "Flatten", "Identity", "IncompatibleKeys", "Linear", "LogSoftmax", "MSELoss",
            "MaxPool2d", "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
-           "Softmax", "StateDictError", "Tanh", "functional", "init", "utils"]
+           "Softmax", "StateDictError", "SyncBatchNorm", "Tanh", "functional", "init", "utils"]
