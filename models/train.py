@@ -48,6 +48,7 @@ step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -558,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         # one run per folder: the lock is held until the run ends (a killed run's lock
         # goes with its process)
-        with RunLock(_settle_out(args)):
+        with _run_lock(args):
             return Trainer(args).run()
     except OutputError as exc:  # a full disk: the last checkpoint is intact
         print(f"python -m models.train: error: {exc}", file=sys.stderr)
@@ -569,6 +570,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save yet
         print("interrupted before training started; nothing was saved", file=sys.stderr)
         return 130
+
+
+def _run_lock(args: argparse.Namespace) -> Any:
+    """The output folder's lock; under ``--distributed`` only rank 0 takes it, since the
+    job's ranks share the folder and rank 0 alone writes there."""
+    launched = mg.distributed.launched_world()
+    if args.distributed and launched is not None and launched[0] != 0:
+        return contextlib.nullcontext()
+    return RunLock(_settle_out(args))
 
 
 def end_job_on_error(status: int) -> None:
