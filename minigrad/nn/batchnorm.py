@@ -33,12 +33,19 @@ estimates the population's, while normalization itself uses the biased ``var``.
 far (the paper's Algorithm 2), which needs the batch count ``num_batches_tracked``. In
 evaluation the running statistics replace the batch's: each channel then goes through one
 fixed affine map, ``y = x * gamma / sqrt(running_var + eps) + (beta - ...)``.
+
+Precision. Both implementations return the input's dtype. A float16 input is computed in
+float32 (as PyTorch does for half inputs): a float16 sum of squared deviations overflows
+(at 65504) for a batch of modest spread, which would make the variance inf and every
+output 0. The running statistics keep their own dtype; a float16 running statistic that
+overflows all the same warns.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -145,6 +152,12 @@ def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -
     return 1.0 / int(num_batches_tracked.item())
 
 
+def _compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype the statistics are computed in: float32 for float16, else ``dtype`` itself."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
 def _fold_batch_stats(running_mean: Any, running_var: Any, mean: Any, var: Any, m: int,
                       factor: float) -> None:
     """``r = (1 - factor) * r + factor * batch_stat`` on the raw arrays, in place.
@@ -152,16 +165,35 @@ def _fold_batch_stats(running_mean: Any, running_var: Any, mean: Any, var: Any, 
     ``var`` is the biased batch variance; the running variance gets the unbiased
     ``var * m / (m - 1)``. Done on arrays, so it is never recorded on the tape.
     """
-    for r, stat in ((running_mean, mean), (running_var, var * (m / (m - 1)))):
-        r *= 1.0 - factor
-        r += factor * stat
+    for what, r, stat in (("running_mean", running_mean, mean),
+                          ("running_var", running_var, var * (m / (m - 1)))):
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            r *= 1.0 - factor
+            r += factor * stat
+        if r.dtype.itemsize < 4 and not bool(backend.xp_of(r).isfinite(r).all()):
+            _warn_overflow(what, r.dtype)
+
+
+def _warn_overflow(what: str, dtype: Any) -> None:
+    """A half-precision running statistic out of range would silently zero eval outputs."""
+    warnings.warn(f"batch_norm: {what} overflowed {dtype} (largest value "
+                  f"{float(np.finfo(dtype).max):g}), so evaluation will normalize with inf; "
+                  f"keep the running statistics in float32 (BatchNorm(..., dtype=mg.float32) "
+                  f"with float16 inputs works)", RuntimeWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- composed
 def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                          weight: Tensor | None, bias: Tensor | None, training: bool,
                          factor: float, eps: float) -> Tensor:
-    """The paper's formulas in Tensor ops; autodiff finds the gradient."""
+    """The paper's formulas in Tensor ops; autodiff finds the gradient.
+
+    A float16 input is converted to float32 first and the result back (see the module's
+    docstring); the conversions are recorded, so gradients flow through them.
+    """
+    out_dtype = x.dtype
+    ct = _compute_dtype(out_dtype)
+    x = x.astype(ct, copy=False)
     axes = (0, *range(2, x.ndim))              # every axis but the channel axis
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # a per-channel value, broadcastable
     if training:
@@ -174,14 +206,14 @@ def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Te
             running_mean._bump()
             running_var._bump()
     else:
-        xc = x - running_mean.astype(x.dtype).reshape(shape)
-        var = running_var.astype(x.dtype).reshape(shape)
+        xc = x - running_mean.astype(ct).reshape(shape)
+        var = running_var.astype(ct).reshape(shape)
     y = xc / (var + eps).sqrt()
     if weight is not None:
-        y = y * weight.reshape(shape)
+        y = y * weight.astype(ct, copy=False).reshape(shape)
     if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
+        y = y + bias.astype(ct, copy=False).reshape(shape)
+    return y.astype(out_dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- fused
@@ -412,7 +444,9 @@ class BatchNormOp(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any,
                 training: bool, momentum: float, eps: float) -> Any:
-        dt = x.dtype
+        out_dtype = x.dtype
+        dt = _compute_dtype(out_dtype)  # float16 data is normalized in float32
+        x_in, x = x, x.astype(dt, copy=False)
         gamma_dt = None if gamma is None else gamma.astype(dt, copy=False)
         beta_dt = None if beta is None else beta.astype(dt, copy=False)
         xp = backend.xp_of(x)
@@ -435,8 +469,8 @@ class BatchNormOp(Function):
                 y = _bn_cuda.normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std)
             else:
                 y = _normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std, v)
-        ctx.save_for_backward(x, gamma, mean, inv_std)
-        return y
+        ctx.save_for_backward(x_in, gamma, mean, inv_std)  # the input, not its float32 copy
+        return y.astype(out_dtype, copy=False)
 
     @staticmethod
     def backward(ctx: Any, dy: Any) -> tuple:
@@ -450,8 +484,10 @@ class BatchNormOp(Function):
 
 
 def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
-    """The plain backward, on raw arrays."""
+    """The plain backward, on raw arrays (float16 ones in float32, as the forward)."""
     x, gamma, mean, inv_std = ctx.saved_tensors
+    out_dtype = x.dtype
+    x, dy = x.astype(mean.dtype, copy=False), dy.astype(mean.dtype, copy=False)
     gamma_dt = None if gamma is None else gamma.astype(x.dtype, copy=False)
     training = ctx.params["training"]
     if ctx.view is None:  # the forward ran the CUDA kernels: so does the backward
@@ -464,6 +500,8 @@ def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
     if gamma is not None:
         dgamma = dgamma.astype(gamma.dtype, copy=False)
         dbeta = dbeta.astype(gamma.dtype, copy=False)
+    if dx is not None:
+        dx = dx.astype(out_dtype, copy=False)
     return dx, dgamma, dbeta
 
 
@@ -475,6 +513,8 @@ def _vjp_graph(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     the mean and variance, as the true second derivative does.
     """
     x, gamma, mean, inv_std = ctx.saved_tensors
+    out_dtype = x.dtype
+    x, dy = x.astype(mean.dtype, copy=False), dy.astype(mean.dtype, copy=False)
     training = ctx.params["training"]
     axes = (0, *range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -493,7 +533,11 @@ def _vjp_graph(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         dx = k * (dy - dbeta / m - x_hat * (dgamma / m))
     else:
         dx = k * dy
-    return dx, dgamma.reshape(x.shape[1]), dbeta.reshape(x.shape[1])
+    dgamma, dbeta = dgamma.reshape(x.shape[1]), dbeta.reshape(x.shape[1])
+    if gamma is not None:
+        dgamma, dbeta = dgamma.astype(gamma.dtype, copy=False), dbeta.astype(gamma.dtype,
+                                                                               copy=False)
+    return dx.astype(out_dtype, copy=False), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- modules
