@@ -143,6 +143,9 @@ class Tensor:
         self._node = None
         self._idx = 0
         self._vc = None
+        if name is not None and not isinstance(name, str):
+            raise DTypeError(f"tensor: name must be a str or None, got {type(name).__name__} "
+                             f"{name!r}; pass e.g. name=str(value)")
         self._name = name
         if requires_grad:
             self.requires_grad = True
@@ -170,6 +173,9 @@ class Tensor:
 
     @name.setter
     def name(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise DTypeError(f"name must be a str or None, got {type(value).__name__} {value!r}; "
+                             "write e.g. t.name = str(value)")
         self._name = value
         node = self._node
         if node is not None:  # an op's output: its record keeps the name for mg.tape/mg.viz

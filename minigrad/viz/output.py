@@ -30,6 +30,16 @@ class GraphvizNotFoundError(graphviz.ExecutableNotFound, MinigradError):
         RuntimeError.__init__(self, message)  # the parent formats its own message
 
 
+class RenderError(MinigradError, RuntimeError):
+    """Graphviz's ``dot`` ran but failed; the message quotes what it said."""
+
+
+def _stderr(exc: Exception) -> str:
+    err = getattr(exc, "stderr", None) or b""
+    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+    return text.strip() or str(exc)
+
+
 class Graph(graphviz.Digraph):
     """A ``graphviz.Digraph`` that explains how to install Graphviz when ``dot`` is missing.
 
@@ -93,5 +103,8 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
         raise
     except graphviz.ExecutableNotFound:
         raise GraphvizNotFoundError() from None
+    except graphviz.CalledProcessError as exc:
+        raise RenderError(f"save: Graphviz's dot could not render {p.name!r}: "
+                          f"{_stderr(exc)}") from None
     p.write_bytes(data)
     return p
