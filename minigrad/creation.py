@@ -8,6 +8,7 @@ import numpy as np
 
 from . import backend
 from . import random as _random
+from .errors import DTypeError
 from .tensor import Tensor
 
 
@@ -15,6 +16,13 @@ def _shape(shape: tuple) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
+
+
+def _check_grad_dtype(op: str, dtype: Any, requires_grad: bool) -> None:
+    """Refuse ``requires_grad`` for a non-float dtype before anything is made or drawn."""
+    if requires_grad and dtype is not None and np.dtype(dtype).kind != "f":
+        raise DTypeError(f"{op}: only floating-point tensors can require grad, got dtype "
+                         f"{np.dtype(dtype)}; use e.g. dtype=mg.float32")
 
 
 def _new(array: Any, requires_grad: bool, name: str | None = None) -> Tensor:
@@ -63,12 +71,14 @@ def _xp(device: str | None) -> Any:
 def zeros(*shape: Any, dtype: Any = np.float32, device: str | None = None,
           requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
+    _check_grad_dtype("zeros", dtype, requires_grad)
     return _new(_xp(device).zeros(_shape(shape), dtype=dtype), requires_grad, name)
 
 
 def ones(*shape: Any, dtype: Any = np.float32, device: str | None = None,
          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of ones."""
+    _check_grad_dtype("ones", dtype, requires_grad)
     return _new(_xp(device).ones(_shape(shape), dtype=dtype), requires_grad, name)
 
 
@@ -77,6 +87,7 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, device: str | None = No
     """A tensor filled with ``fill_value`` (float32 for a Python float)."""
     if dtype is None:
         dtype = np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
+    _check_grad_dtype("full", dtype, requires_grad)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     return _new(_xp(device).full(shape, fill_value, dtype=dtype), requires_grad, name)
 
@@ -103,12 +114,14 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
         start, stop = 0, start
     if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
         dtype = np.float32
+    _check_grad_dtype("arange", dtype, requires_grad)
     return _new(_xp(device).arange(start, stop, step, dtype=dtype), requires_grad, name)
 
 
 def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Uniform samples in ``[0, 1)``."""
+    _check_grad_dtype("rand", dtype, requires_grad)
     dev = backend.check_device(device)
     gen = _random.generator(dev)
     shp = _shape(shape)
@@ -119,6 +132,7 @@ def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
 def randn(*shape: Any, dtype: Any = np.float32, device: str | None = None,
           requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
+    _check_grad_dtype("randn", dtype, requires_grad)
     dev = backend.check_device(device)
     gen = _random.generator(dev)
     a = gen.standard_normal(_shape(shape))

@@ -24,7 +24,7 @@ bool_ = np.bool_
 
 
 def _is_float(dtype: Any) -> bool:
-    return np.dtype(dtype).kind in "fc"
+    return np.dtype(dtype).kind == "f"
 
 
 class _VersionedArray(np.ndarray):

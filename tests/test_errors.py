@@ -389,3 +389,40 @@ def test_tensor_from_non_numbers_raises(data: Any) -> None:
 def test_tensor_from_strings_raises(data: Any) -> None:
     with pytest.raises(mg.DTypeError, match="tensor"):
         mg.tensor(data)
+
+
+# ------------------------------------------------ complex tensors and gradients
+@pytest.mark.parametrize("make", [
+    lambda: mg.tensor(np.array([1j, 2.0]), requires_grad=True),
+    lambda: mg.as_tensor(np.array([1j]), requires_grad=True),
+    lambda: mg.tensor(np.array([1j])).requires_grad_(),
+    lambda: mg.zeros(2, dtype=np.complex64, requires_grad=True),
+    lambda: mg.ones(2, dtype=np.complex128, requires_grad=True),
+    lambda: mg.full((2,), 1j, requires_grad=True),
+    lambda: mg.arange(3, dtype=np.complex64, requires_grad=True),
+    lambda: mg.rand(2, dtype=np.complex64, requires_grad=True),
+    lambda: mg.randn(2, dtype=np.complex64, requires_grad=True),
+], ids=["tensor", "as_tensor", "requires_grad_", "zeros", "ones", "full", "arange", "rand",
+        "randn"])
+def test_complex_tensors_cannot_require_grad(make: Callable) -> None:
+    """Only floating-point tensors are differentiable; complex ones were let through."""
+    with pytest.raises(mg.DTypeError, match=r"only floating-point tensors can require grad.*"
+                                            r"complex"):
+        make()
+
+
+def test_setting_requires_grad_on_a_complex_tensor_changes_nothing() -> None:
+    t = mg.tensor(np.array([1 + 2j]))
+    with pytest.raises(mg.DTypeError, match="complex128"):
+        t.requires_grad = True
+    assert not t.requires_grad
+    assert mg.tensor(np.array([1j])).dtype == np.complex128  # complex data itself is fine
+
+
+def test_factories_check_requires_grad_before_drawing() -> None:
+    mg.manual_seed(3)
+    with pytest.raises(mg.DTypeError, match="^randn: "):
+        mg.randn(2, dtype=np.int64, requires_grad=True)
+    after_error = mg.randn(2).numpy()
+    mg.manual_seed(3)
+    np.testing.assert_array_equal(after_error, mg.randn(2).numpy())
