@@ -567,12 +567,16 @@ def test_fold_batchnorm(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1), (1, 3, 1, 1)])
 def test_one_value_per_channel_in_training(impl: str, shape: tuple) -> None:
-    msg = f"Expected more than 1 value per channel when training, got input size {shape}"
-    with pytest.raises(ValueError) as info:
+    msg = (f"batch_norm: training needs more than 1 value per channel for the batch "
+           f"statistics, but an input of shape {shape} has 1 per channel (its variance would "
+           "be 0 and every output beta); use a larger batch, or eval() mode to normalize with "
+           "running statistics")
+    with pytest.raises(mg.ShapeError) as info:
         batch_norm(mg.zeros(shape), mg.zeros(3), mg.ones(3), impl=impl)
     assert str(info.value) == msg
     module = BatchNorm1d(3, impl=impl) if len(shape) < 4 else BatchNorm2d(3, impl=impl)
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ValueError, match=r"^BatchNorm\dd \(3\): training needs more than 1 "
+                                         r"value per channel.*has 1 per channel"):
         module(mg.zeros(shape))
     module.eval()  # a batch of one is fine with running statistics
     assert module(mg.ones(shape)).shape == shape

@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, is_grad_enabled, module_stack
-from ..errors import DTypeError, ShapeError
+from ..errors import ArgumentError, DTypeError, ShapeError
 from ..tensor import Tensor
 from . import _bn_cuda
 from .module import Module, Parameter
@@ -86,20 +86,21 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     op, hand-written gradient) or ``"composed"`` (primitive ops, autodiff gradient).
     """
     if impl not in IMPLS:
-        raise ValueError(f"batch_norm: impl must be one of {IMPLS}, got {impl!r}")
+        raise ArgumentError(f"batch_norm: impl must be one of {IMPLS}, got {impl!r}")
     if not isinstance(x, Tensor):
-        raise TypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}")
+        raise DTypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}; wrap "
+                         "an array with mg.as_tensor(x)")
     if x.dtype.kind != "f":
         raise DTypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     _check_shapes(x, running_mean=running_mean, running_var=running_var, weight=weight,
                   bias=bias)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+        raise ArgumentError("batch_norm: give both running_mean and running_var, or neither")
     if training:
         _check_batch_size(x)
     elif running_mean is None:
-        raise ValueError("batch_norm: training=False normalizes with the running statistics, "
-                         "so running_mean and running_var must be given")
+        raise ArgumentError("batch_norm: training=False normalizes with the running "
+                            "statistics, so running_mean and running_var must be given")
     factor = 0.0
     if training and running_mean is not None:
         factor = _update_factor(momentum, num_batches_tracked)
@@ -125,11 +126,14 @@ def _check_shapes(x: Tensor, **per_channel: Tensor | None) -> None:
                              f"for an input of shape {tuple(x.shape)} with {c} channels")
 
 
-def _check_batch_size(x: Tensor) -> None:
+def _check_batch_size(x: Tensor, where: str = "batch_norm") -> None:
     """Batch statistics need two values per channel: one value has variance 0 and x_hat = 0."""
     if x.shape[1] == 0 or x.size // x.shape[1] <= 1:
-        raise ValueError("Expected more than 1 value per channel when training, got input "
-                         f"size {tuple(x.shape)}")
+        m = 0 if x.shape[1] == 0 else x.size // x.shape[1]
+        raise ShapeError(f"{where}: training needs more than 1 value per channel for the "
+                         f"batch statistics, but an input of shape {tuple(x.shape)} has {m} per "
+                         "channel (its variance would be 0 and every output beta); use a "
+                         "larger batch, or eval() mode to normalize with running statistics")
 
 
 def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -> Any:
@@ -144,8 +148,8 @@ def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -
     if momentum is not None:
         return float(momentum)
     if num_batches_tracked is None:
-        raise ValueError("batch_norm: momentum=None (a cumulative average) needs "
-                         "num_batches_tracked, the number of batches averaged so far")
+        raise ArgumentError("batch_norm: momentum=None (a cumulative average) needs "
+                            "num_batches_tracked, the number of batches averaged so far")
     count = num_batches_tracked._data
     if type(count) is not np.ndarray:  # on the GPU: reading the count would wait for it
         return 1.0 / count  # a 0-d float64 device array, used like the float below
@@ -553,9 +557,10 @@ class _BatchNorm(Module):
         super().__init__()
         name = type(self).__name__
         if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+            raise ArgumentError(f"{name}: num_features must be a positive int, got "
+                                f"{num_features!r}")
         if impl not in IMPLS:
-            raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
+            raise ArgumentError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -611,7 +616,8 @@ class _BatchNorm(Module):
         shape = tuple(getattr(x, "shape", ()))
         where = f"{type(self).__name__}{_layer_path()} ({self.num_features})"
         if not isinstance(x, Tensor):
-            raise TypeError(f"{where}: expected a Tensor, got {type(x).__name__}")
+            raise DTypeError(f"{where}: expected a Tensor, got {type(x).__name__}; wrap an "
+                             "array with mg.as_tensor(x)")
         expected = self._layout.format(c=self.num_features)
         if len(shape) not in self._ranks:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "
@@ -619,6 +625,8 @@ class _BatchNorm(Module):
         if shape[1] != self.num_features:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "
                              f"({shape[1]} channels along axis 1)")
+        if self.training or not self.track_running_stats:  # normalizes with batch statistics
+            _check_batch_size(x, where)
 
     def extra_repr(self) -> str:
         s = (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
