@@ -12,8 +12,9 @@ from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_gr
 from .backend import cuda_available, synchronize
 from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
-from .errors import (ArgumentError, DeviceError, DTypeError, GradcheckError, GraphError,
-                     IndexOutOfRangeError, MinigradError, NotSupportedError, ShapeError)
+from .errors import (ArgumentError, ArgumentTypeError, DeviceError, DTypeError, GradcheckError,
+                     GraphError, IndexOutOfRangeError, MinigradError, NotSupportedError,
+                     ShapeError)
 from .gradcheck import gradcheck, gradgradcheck
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
                   exp, flatten, getitem, greater, greater_equal, less, less_equal, log, matmul,
@@ -32,9 +33,10 @@ from . import nn  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArgumentError", "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError",
-    "IndexOutOfRangeError", "MinigradError", "NotSupportedError", "ShapeError", "Tape", "Tensor",
-    "abs", "add", "arange", "argmax", "argmin", "as_tensor", "astype",
+    "ArgumentError", "ArgumentTypeError", "DTypeError", "DeviceError", "Function",
+    "GradcheckError", "GraphError", "IndexOutOfRangeError", "MinigradError", "NotSupportedError",
+    "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin", "as_tensor",
+    "astype",
     "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",

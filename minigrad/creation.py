@@ -9,7 +9,7 @@ import numpy as np
 
 from . import backend
 from . import random as _random
-from .errors import ArgumentError, DTypeError, ShapeError
+from .errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from .tensor import Tensor
 
 
@@ -20,7 +20,7 @@ def _shape(shape: tuple, op: str) -> tuple[int, ...]:
     try:
         sizes = tuple(operator.index(n) for n in shape)
     except TypeError:
-        raise DTypeError(f"{op}: sizes must be ints, got shape {tuple(shape)!r}") from None
+        raise ArgumentTypeError(f"{op}: sizes must be ints, got shape {tuple(shape)!r}") from None
     if any(n < 0 for n in sizes):
         raise ShapeError(f"{op}: sizes must be >= 0, got shape {sizes}")
     return sizes

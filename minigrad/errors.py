@@ -23,9 +23,12 @@ class DeviceError(MinigradError, RuntimeError):
 
 
 class DTypeError(MinigradError, TypeError):
-    """An op got a dtype it cannot work with (e.g. gradients of an integer tensor), or an
-    argument of the wrong Python type (a float where an int is needed, a list where a
-    Tensor is)."""
+    """An op got a dtype it cannot work with (e.g. gradients of an integer tensor)."""
+
+
+class ArgumentTypeError(MinigradError, TypeError):
+    """A function got an argument of a type it cannot use (a float where an int is needed,
+    an array where a Tensor is)."""
 
 
 class IndexOutOfRangeError(MinigradError, IndexError):

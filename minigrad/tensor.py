@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from .autograd import function as _fn
-from .errors import DTypeError, GraphError, ShapeError
+from .errors import ArgumentTypeError, DTypeError, GraphError, ShapeError
 
 DType = Any
 
@@ -264,7 +264,7 @@ class Tensor:
 
     def __len__(self) -> int:
         if self._data.ndim == 0:
-            raise DTypeError("len() of a 0-d tensor: it has no axis to count; use .item()")
+            raise ArgumentTypeError("len() of a 0-d tensor: it has no axis to count; use .item()")
         return len(self._data)
 
     def __iter__(self) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import xp_of
-from ..errors import ArgumentError, DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from ..tensor import Tensor
 
 
@@ -35,7 +35,8 @@ def pair(op: str, v: Any, what: str, minimum: int) -> tuple[int, int]:
         out = (operator.index(v),) * 2 if not isinstance(v, (tuple, list)) else tuple(
             operator.index(e) for e in v)
     except TypeError:
-        raise DTypeError(f"{op}: {what} must be an int or a pair of ints, got {v!r}") from None
+        raise ArgumentTypeError(f"{op}: {what} must be an int or a pair of ints, "
+                                f"got {v!r}") from None
     if len(out) != 2 or min(out) < minimum:
         raise ArgumentError(f"{op}: {what} must be an int or a pair of ints, each >= "
                             f"{minimum}, got {v!r}")

@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, is_grad_enabled, module_stack
-from ..errors import ArgumentError, DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from ..tensor import Tensor
 from . import _bn_cuda
 from .module import Module, Parameter
@@ -88,8 +88,8 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     if impl not in IMPLS:
         raise ArgumentError(f"batch_norm: impl must be one of {IMPLS}, got {impl!r}")
     if not isinstance(x, Tensor):
-        raise DTypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}; wrap "
-                         "an array with mg.as_tensor(x)")
+        raise ArgumentTypeError(f"batch_norm: expected a Tensor input, got "
+                                f"{type(x).__name__}; wrap an array with mg.as_tensor(x)")
     if x.dtype.kind != "f":
         raise DTypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     _check_shapes(x, running_mean=running_mean, running_var=running_var, weight=weight,
@@ -616,8 +616,8 @@ class _BatchNorm(Module):
         shape = tuple(getattr(x, "shape", ()))
         where = f"{type(self).__name__}{_layer_path()} ({self.num_features})"
         if not isinstance(x, Tensor):
-            raise DTypeError(f"{where}: expected a Tensor, got {type(x).__name__}; wrap an "
-                             "array with mg.as_tensor(x)")
+            raise ArgumentTypeError(f"{where}: expected a Tensor, got {type(x).__name__}; wrap an "
+                                    "array with mg.as_tensor(x)")
         expected = self._layout.format(c=self.num_features)
         if len(shape) not in self._ranks:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "

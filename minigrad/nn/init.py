@@ -19,13 +19,14 @@ import numpy as np
 from .. import random as _random
 from ..autograd.function import no_grad
 from ..backend import xp_of
-from ..errors import ArgumentError, DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError
 from ..tensor import Tensor
 
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
     if not isinstance(tensor, Tensor):
-        raise DTypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     with no_grad():
         arr = xp_of(tensor._data).asarray(values, dtype=tensor.dtype)
         tensor.data[...] = arr
@@ -35,7 +36,8 @@ def _fill(tensor: Tensor, values: Any) -> Tensor:
 def _draw(tensor: Tensor, kind: str, a: float, b: float) -> Tensor:
     """Fill with U(a, b) (``kind="uniform"``) or N(a, b**2) (``"normal"``)."""
     if not isinstance(tensor, Tensor):
-        raise DTypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     gen = _random.generator(tensor.device)
     if kind == "uniform":
         values = gen.uniform(a, b, size=tensor.shape)
@@ -97,7 +99,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
     if not isinstance(tensor, Tensor):
-        raise DTypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     with no_grad():
         tensor.data[...] = val
     return tensor

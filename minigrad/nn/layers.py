@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import module_stack
-from ..errors import ArgumentError, DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError
 from ..ops import relu as _relu
 from ..ops import sigmoid as _sigmoid
 from ..ops import tanh as _tanh
@@ -60,8 +60,8 @@ def _sizes(op: str, **sizes: Any) -> None:
         try:
             n = operator.index(n)
         except TypeError:
-            raise DTypeError(f"{op}: {what} must be an int, got {type(n).__name__} "
-                             f"{n!r}") from None
+            raise ArgumentTypeError(f"{op}: {what} must be an int, got {type(n).__name__} "
+                                    f"{n!r}") from None
         if n < 1:
             raise ArgumentError(f"{op}: {what} must be positive, got {n}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ArgumentError, DTypeError
+from ..errors import ArgumentError, ArgumentTypeError
 from .model import OWNED_KINDS, Node, Picture
 from .scopes import ancestors, depth, parent, scope_label
 
@@ -16,8 +16,8 @@ def chosen_paths(spec: Any, kinds: dict[str, str]) -> set[str]:
         return set()
     every = {a for p in kinds for a in ancestors(p)}
     if isinstance(spec, bool) or not isinstance(spec, (int, str, Iterable)):
-        raise DTypeError(f"collapse: expected a set of module class names or a depth (int), "
-                         f"got {type(spec).__name__}")
+        raise ArgumentTypeError(f"collapse: expected a set of module class names or a depth (int), "
+                                f"got {type(spec).__name__}")
     if isinstance(spec, int):
         if spec < 0:
             raise ArgumentError(f"collapse: a depth must be 0 or more, got {spec} "
@@ -26,7 +26,7 @@ def chosen_paths(spec: Any, kinds: dict[str, str]) -> set[str]:
     names = {spec} if isinstance(spec, str) else set(spec)
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
-        raise DTypeError(f"collapse: module class names must be strings, got {bad[0]!r}")
+        raise ArgumentTypeError(f"collapse: module class names must be strings, got {bad[0]!r}")
     if not names:
         return set()
     seen = {k for v in kinds.values() for k in v.split("/")}

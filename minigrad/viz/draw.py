@@ -6,7 +6,7 @@ from typing import Any
 
 from ..autograd import function as fn_mod
 from ..autograd.tape import Tape
-from ..errors import ArgumentError, DTypeError
+from ..errors import ArgumentError, ArgumentTypeError
 from .collapse import collapse as fold
 from .emit import emit
 from .model import Builder
@@ -68,15 +68,15 @@ def check_roots(fn: str, roots: tuple) -> list:
     if len(roots) == 1 and isinstance(roots[0], (list, tuple)):
         roots = tuple(roots[0])
     if not roots:
-        raise DTypeError(f"{fn}: expected at least one Tensor to draw")
+        raise ArgumentTypeError(f"{fn}: expected at least one Tensor to draw")
     T = fn_mod._Tensor
     out: list = []
     for k, r in enumerate(roots):
         if not isinstance(r, T):
             shown = repr(r)
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise DTypeError(f"{fn}: expected Tensors, but argument {k} is a "
-                             f"{type(r).__name__}: {shown}")
+            raise ArgumentTypeError(f"{fn}: expected Tensors, but argument {k} is a "
+                                    f"{type(r).__name__}: {shown}")
         if not any(r is o for o in out):
             out.append(r)
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 import graphviz
 
-from ..errors import ArgumentError, DTypeError, MinigradError
+from ..errors import ArgumentError, ArgumentTypeError, MinigradError
 
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found, so the picture cannot be rendered. "
@@ -85,8 +85,8 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
     ``.gv`` write the DOT text and need no Graphviz at all. Returns the path.
     """
     if not (hasattr(graph, "source") and hasattr(graph, "pipe")):
-        raise DTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
-                         f"{type(graph).__name__}")
+        raise ArgumentTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
+                                f"{type(graph).__name__}")
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in DOT_SUFFIXES:
