@@ -235,6 +235,25 @@ def test_float16_input_matches_torch(torch: Any, cls: str, shape: tuple, param_d
     np.testing.assert_allclose(ye.numpy(), theirs(torch.tensor(x)).detach().numpy(), **tol)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("x_dtype, p_dtype", [(np.float16, np.float32), (np.float16, np.float16),
+                                              (np.float32, np.float64), (np.float64, np.float32)])
+def test_both_implementations_return_the_input_dtype(x_dtype: Any, p_dtype: Any, training: bool,
+                                                     rng: np.random.Generator) -> None:
+    outs, data = {}, rng.standard_normal((6, 3)).astype(x_dtype)
+    for impl in IMPLS:
+        x = mg.tensor(data, requires_grad=True)
+        w = mg.tensor(np.ones(3, p_dtype), requires_grad=True)
+        b = mg.tensor(np.zeros(3, p_dtype), requires_grad=True)
+        rm, rv = mg.tensor(np.zeros(3, p_dtype)), mg.tensor(np.ones(3, p_dtype))
+        y = batch_norm(x, rm, rv, w, b, training=training, impl=impl)
+        y.sum().backward()
+        assert y.dtype == x.grad.dtype == x_dtype, impl
+        assert w.grad.dtype == b.grad.dtype == rm.dtype == rv.dtype == p_dtype, impl
+        outs[impl] = y.numpy()
+    np.testing.assert_allclose(outs["fused"], outs["composed"], rtol=2e-3, atol=2e-3)
+
+
 def test_float16_graph_backward(rng: np.random.Generator) -> None:
     """Second derivatives of a float16 BatchNorm: float16 gradients that both paths agree on,
     close to the float32 computation."""
