@@ -33,7 +33,7 @@ def _load_cupy() -> ModuleType:
         import cupy  # noqa: PLC0415 - optional dependency, imported on demand
 
         if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no CUDA device is visible")
+            raise DeviceError("no CUDA device is visible")
     except Exception as exc:  # ImportError, CUDA driver errors, no device
         _cupy_error = (
             "device 'cuda' needs CuPy and an NVIDIA GPU, but it is not usable here "

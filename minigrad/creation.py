@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
 
 from . import backend
 from . import random as _random
+from .errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from .tensor import Tensor
 
 
-def _shape(shape: tuple) -> tuple:
+def _shape(shape: tuple, op: str) -> tuple[int, ...]:
+    """``zeros(2, 3)`` and ``zeros((2, 3))`` alike: the sizes as a tuple of ints >= 0."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        return tuple(shape[0])
-    return tuple(shape)
+        shape = tuple(shape[0])
+    try:
+        sizes = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise ArgumentTypeError(f"{op}: sizes must be ints, got shape {tuple(shape)!r}") from None
+    if any(n < 0 for n in sizes):
+        raise ShapeError(f"{op}: sizes must be >= 0, got shape {sizes}")
+    return sizes
+
+
+def _check_grad_dtype(op: str, dtype: Any, requires_grad: bool) -> None:
+    """Refuse ``requires_grad`` for a non-float dtype before anything is made or drawn."""
+    if requires_grad and dtype is not None and np.dtype(dtype).kind != "f":
+        raise DTypeError(f"{op}: only floating-point tensors can require grad, got dtype "
+                         f"{np.dtype(dtype)}; use e.g. dtype=mg.float32")
 
 
 def _new(array: Any, requires_grad: bool, name: str | None = None) -> Tensor:
@@ -63,13 +79,15 @@ def _xp(device: str | None) -> Any:
 def zeros(*shape: Any, dtype: Any = np.float32, device: str | None = None,
           requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of zeros (float32 unless ``dtype`` says otherwise)."""
-    return _new(_xp(device).zeros(_shape(shape), dtype=dtype), requires_grad, name)
+    _check_grad_dtype("zeros", dtype, requires_grad)
+    return _new(_xp(device).zeros(_shape(shape, "zeros"), dtype=dtype), requires_grad, name)
 
 
 def ones(*shape: Any, dtype: Any = np.float32, device: str | None = None,
          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """A tensor of ones."""
-    return _new(_xp(device).ones(_shape(shape), dtype=dtype), requires_grad, name)
+    _check_grad_dtype("ones", dtype, requires_grad)
+    return _new(_xp(device).ones(_shape(shape, "ones"), dtype=dtype), requires_grad, name)
 
 
 def full(shape: Any, fill_value: Any, dtype: Any = None, device: str | None = None,
@@ -77,7 +95,8 @@ def full(shape: Any, fill_value: Any, dtype: Any = None, device: str | None = No
     """A tensor filled with ``fill_value`` (float32 for a Python float)."""
     if dtype is None:
         dtype = np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    _check_grad_dtype("full", dtype, requires_grad)
+    shape = _shape((shape,) if isinstance(shape, int) else tuple(shape), "full")
     return _new(_xp(device).full(shape, fill_value, dtype=dtype), requires_grad, name)
 
 
@@ -103,15 +122,20 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
         start, stop = 0, start
     if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
         dtype = np.float32
+    if step == 0:
+        raise ArgumentError(f"arange: step must be nonzero, got step={step!r} (start={start!r}, "
+                            f"stop={stop!r})")
+    _check_grad_dtype("arange", dtype, requires_grad)
     return _new(_xp(device).arange(start, stop, step, dtype=dtype), requires_grad, name)
 
 
 def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Uniform samples in ``[0, 1)``."""
+    _check_grad_dtype("rand", dtype, requires_grad)
+    shp = _shape(shape, "rand")
     dev = backend.check_device(device)
     gen = _random.generator(dev)
-    shp = _shape(shape)
     a = gen.random(shp, dtype=np.float64) if dev == "cpu" else gen.random_sample(shp)
     return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)
 
@@ -119,7 +143,9 @@ def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
 def randn(*shape: Any, dtype: Any = np.float32, device: str | None = None,
           requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
+    _check_grad_dtype("randn", dtype, requires_grad)
+    shp = _shape(shape, "randn")
     dev = backend.check_device(device)
     gen = _random.generator(dev)
-    a = gen.standard_normal(_shape(shape))
+    a = gen.standard_normal(shp)
     return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)

@@ -1,4 +1,8 @@
-"""Exceptions minigrad raises for bad input, each a subclass of a builtin one."""
+"""Exceptions minigrad raises for bad input, each a subclass of a builtin one.
+
+Every error minigrad raises on purpose derives from `MinigradError` and from the builtin a
+user would catch: ``except ValueError`` still catches a `ShapeError`.
+"""
 
 
 class MinigradError(Exception):
@@ -6,7 +10,12 @@ class MinigradError(Exception):
 
 
 class ShapeError(MinigradError, ValueError):
-    """An op got operands whose shapes it cannot combine."""
+    """An op got operands whose shapes it cannot combine, or a size it cannot make."""
+
+
+class ArgumentError(MinigradError, ValueError):
+    """An argument has a value the call cannot use: an unknown option, a probability outside
+    [0, 1], a step of 0, an empty list where one item at least is needed."""
 
 
 class DeviceError(MinigradError, RuntimeError):
@@ -21,24 +30,25 @@ class DTypeError(MinigradError, TypeError):
     """An op got a dtype it cannot work with (e.g. gradients of an integer tensor)."""
 
 
+class ArgumentTypeError(MinigradError, TypeError):
+    """A function got an argument of a type it cannot use (a float where an int is needed,
+    an array where a Tensor is)."""
+
+
+class IndexOutOfRangeError(MinigradError, IndexError):
+    """An index, axis position or class label lies outside the valid range."""
+
+
 class GraphError(MinigradError, RuntimeError):
     """Backward cannot run: a freed graph, a modified saved tensor, a bad seed gradient."""
 
 
+class NotSupportedError(MinigradError, NotImplementedError):
+    """The object does not provide this operation (e.g. calling a ``ModuleList``)."""
+
+
 class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
-
-
-class ArgumentError(MinigradError, ValueError):
-    """A function got an argument whose value it cannot use (empty, out of range, unknown)."""
-
-
-class ArgumentTypeError(MinigradError, TypeError):
-    """A function got an argument of a type it cannot use."""
-
-
-class IndexOutOfRangeError(MinigradError, IndexError):
-    """An index is past the end of a dataset or sequence."""
 
 
 class MissingKeyError(MinigradError, KeyError):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .autograd.api import grad as _grad
 from .backend import xp_of
-from .errors import GradcheckError
+from .errors import ArgumentError, GradcheckError
 from .tensor import Tensor
 
 
@@ -45,7 +45,8 @@ def gradcheck(fn: Callable, inputs: Sequence[Any] | Any, eps: float = 1e-6, atol
     xs = _as_float64(inputs)
     diff = [i for i, t in enumerate(xs) if isinstance(t, Tensor) and t.requires_grad]
     if not diff:
-        raise ValueError("gradcheck: no input requires grad")
+        raise ArgumentError("gradcheck: no input requires grad; create the inputs to check "
+                            "with requires_grad=True")
     outs = _outputs(fn, xs)
     # Numerical Jacobian: perturb each input element, read every output element.
     # (Grad mode stays on: fn may itself take gradients, as in gradgradcheck.)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from .autograd import function as _fn
-from .errors import DTypeError, GraphError
+from .errors import ArgumentTypeError, DTypeError, GraphError, ShapeError
 
 DType = Any
 
@@ -24,7 +24,7 @@ bool_ = np.bool_
 
 
 def _is_float(dtype: Any) -> bool:
-    return np.dtype(dtype).kind in "fc"
+    return np.dtype(dtype).kind == "f"
 
 
 class _VersionedArray(np.ndarray):
@@ -143,6 +143,9 @@ class Tensor:
         self._node = None
         self._idx = 0
         self._vc = None
+        if name is not None and not isinstance(name, str):
+            raise DTypeError(f"tensor: name must be a str or None, got {type(name).__name__} "
+                             f"{name!r}; pass e.g. name=str(value)")
         self._name = name
         if requires_grad:
             self.requires_grad = True
@@ -170,6 +173,9 @@ class Tensor:
 
     @name.setter
     def name(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise DTypeError(f"name must be a str or None, got {type(value).__name__} {value!r}; "
+                             "write e.g. t.name = str(value)")
         self._name = value
         node = self._node
         if node is not None:  # an op's output: its record keeps the name for mg.tape/mg.viz
@@ -258,7 +264,7 @@ class Tensor:
 
     def __len__(self) -> int:
         if self._data.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
+            raise ArgumentTypeError("len() of a 0-d tensor: it has no axis to count; use .item()")
         return len(self._data)
 
     def __iter__(self) -> Any:
@@ -267,7 +273,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
+            raise ShapeError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
                              "use .any() or .all()")
         return bool(self._data.reshape(()))
 
@@ -279,7 +285,8 @@ class Tensor:
 
     def __index__(self) -> int:
         if self._data.dtype.kind not in "iu" or self._data.size != 1:
-            raise TypeError("only integer tensors of one element can be used as an index")
+            raise DTypeError("only integer tensors of one element can be used as an index, got "
+                             f"dtype {self._data.dtype} and shape {self.shape}")
         return int(self.item())
 
     __hash__ = object.__hash__
@@ -307,7 +314,7 @@ class Tensor:
 
     def item(self) -> Any:
         if self._data.size != 1:
-            raise ValueError(f"item(): the tensor has {self._data.size} elements, not one "
+            raise ShapeError(f"item(): the tensor has {self._data.size} elements, not one "
                              f"(shape {self.shape})")
         return self._data.reshape(()).item()
 
@@ -361,6 +368,10 @@ class Tensor:
         """
         from .autograd.engine import run_backward
 
+        if grad is not None and (grad.dtype if hasattr(grad, "dtype")
+                                 else np.asarray(grad).dtype).kind not in "biuf":
+            raise DTypeError(f"backward: grad must be a Tensor, an array or a number of real "
+                             f"values, got {type(grad).__name__} {grad!r:.60}")
         if retain_graph is None:
             retain_graph = create_graph
         run_backward([self], [grad], retain_graph, create_graph)

@@ -6,6 +6,7 @@ Every expected value here comes from an independent computation: finite differen
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,92 @@ def test_float32_stays_float32(impl: str, rng: np.random.Generator) -> None:
     y = bn(x)
     y.backward(mg.tensor(d["dy"]))
     assert y.dtype == x.grad.dtype == bn.weight.grad.dtype == bn.running_var.dtype == np.float32
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("param_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize(("cls", "shape"), [("BatchNorm1d", (256, 3)),
+                                            ("BatchNorm2d", (16, 3, 5, 4))])
+def test_float16_input_matches_torch(torch: Any, cls: str, shape: tuple, param_dtype: Any,
+                                     impl: str, rng: np.random.Generator) -> None:
+    """Statistics of float16 data are taken in float32; the output is float16 as the input.
+
+    A spread of 30 makes the float16 sum of squared deviations overflow (65504), which
+    once gave an inf running variance and all-zero outputs.
+    """
+    ours = getattr(bn_mod, cls)(3, impl=impl, dtype=param_dtype)
+    theirs = getattr(torch.nn, cls)(3).to(getattr(torch, np.dtype(param_dtype).name))
+    x = (rng.standard_normal(shape) * 30 + 5).astype(np.float16)
+    dy = rng.standard_normal(shape).astype(np.float16)
+    xm, xt = mg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = ours(xm), theirs(xt)
+    y.backward(mg.tensor(dy))
+    yt.backward(torch.tensor(dy))
+    assert y.dtype == xm.grad.dtype == np.float16
+    assert ours.running_var.dtype == ours.weight.grad.dtype == param_dtype
+    tol = {"rtol": 2e-3, "atol": 2e-3}
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(xm.grad.numpy(), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=2e-3)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(getattr(ours, name).numpy(),
+                                   getattr(theirs, name).numpy(), rtol=2e-3, err_msg=name)
+    ours.eval()
+    theirs.eval()
+    ye = ours(mg.tensor(x))
+    assert ye.dtype == np.float16
+    np.testing.assert_allclose(ye.numpy(), theirs(torch.tensor(x)).detach().numpy(), **tol)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("x_dtype, p_dtype", [(np.float16, np.float32), (np.float16, np.float16),
+                                              (np.float32, np.float64), (np.float64, np.float32)])
+def test_both_implementations_return_the_input_dtype(x_dtype: Any, p_dtype: Any, training: bool,
+                                                     rng: np.random.Generator) -> None:
+    outs, data = {}, rng.standard_normal((6, 3)).astype(x_dtype)
+    for impl in IMPLS:
+        x = mg.tensor(data, requires_grad=True)
+        w = mg.tensor(np.ones(3, p_dtype), requires_grad=True)
+        b = mg.tensor(np.zeros(3, p_dtype), requires_grad=True)
+        rm, rv = mg.tensor(np.zeros(3, p_dtype)), mg.tensor(np.ones(3, p_dtype))
+        y = batch_norm(x, rm, rv, w, b, training=training, impl=impl)
+        y.sum().backward()
+        assert y.dtype == x.grad.dtype == x_dtype, impl
+        assert w.grad.dtype == b.grad.dtype == rm.dtype == rv.dtype == p_dtype, impl
+        outs[impl] = y.numpy()
+    np.testing.assert_allclose(outs["fused"], outs["composed"], rtol=2e-3, atol=2e-3)
+
+
+def test_float16_graph_backward(rng: np.random.Generator) -> None:
+    """Second derivatives of a float16 BatchNorm: float16 gradients that both paths agree on,
+    close to the float32 computation."""
+    x0 = (rng.standard_normal((64, 2)) * 30).astype(np.float16)
+    w0 = np.array([1.5, 0.5], np.float16)
+    got = {}
+    for impl, dt in (("fused", np.float16), ("composed", np.float16), ("fused", np.float32)):
+        x = mg.tensor(x0.astype(dt), requires_grad=True)
+        w = mg.tensor(w0.astype(dt), requires_grad=True)
+        y = batch_norm(x, None, None, w, None, impl=impl)
+        gx, _ = mg.grad((y * y * y).sum(), [x, w], create_graph=True)
+        (gw,) = mg.grad((gx * gx).sum(), [w])
+        assert gx.dtype == gw.dtype == dt
+        got[impl, np.dtype(dt).name] = gx.numpy().astype(np.float32), gw.numpy()
+    reference = got["fused", "float32"]
+    for key in (("fused", "float16"), ("composed", "float16")):
+        for a, b in zip(got[key], reference):
+            np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2 * np.abs(b).max(),
+                                       err_msg=str(key))
+
+
+def test_float16_running_var_overflow_warns() -> None:
+    """A float16 running variance that overflows for real (variance > 65504) says so."""
+    bn = BatchNorm1d(2, dtype=np.float16, momentum=1.0)
+    x = mg.tensor(np.array([[-300.0, 1.0], [300.0, 2.0]], np.float16))
+    with pytest.warns(RuntimeWarning, match=r"running_var overflowed float16.*65504"):
+        bn(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BatchNorm1d(2, momentum=1.0)(x)  # float32 running statistics hold it
 
 
 def test_what_the_tape_records(rng: np.random.Generator) -> None:
@@ -499,12 +586,16 @@ def test_fold_batchnorm(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1), (1, 3, 1, 1)])
 def test_one_value_per_channel_in_training(impl: str, shape: tuple) -> None:
-    msg = f"Expected more than 1 value per channel when training, got input size {shape}"
-    with pytest.raises(ValueError) as info:
+    msg = (f"batch_norm: training needs more than 1 value per channel for the batch "
+           f"statistics, but an input of shape {shape} has 1 per channel (its variance would "
+           "be 0 and every output beta); use a larger batch, or eval() mode to normalize with "
+           "running statistics")
+    with pytest.raises(mg.ShapeError) as info:
         batch_norm(mg.zeros(shape), mg.zeros(3), mg.ones(3), impl=impl)
     assert str(info.value) == msg
     module = BatchNorm1d(3, impl=impl) if len(shape) < 4 else BatchNorm2d(3, impl=impl)
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ValueError, match=r"^BatchNorm\dd \(3\): training needs more than 1 "
+                                         r"value per channel.*has 1 per channel"):
         module(mg.zeros(shape))
     module.eval()  # a batch of one is fine with running statistics
     assert module(mg.ones(shape)).shape == shape

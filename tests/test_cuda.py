@@ -476,6 +476,27 @@ def test_batch_norm_on_cuda_matches_cpu(cp: Any, shape: tuple, training: bool, a
 
 
 @gpu
+@pytest.mark.parametrize("shape", [(256, 3), (8, 4, 6, 5)], ids=str)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("impl", ["fused", "composed"])
+def test_float16_batch_norm_on_cuda_matches_cpu(cp: Any, shape: tuple, training: bool,
+                                                impl: str) -> None:
+    """float16 data (float32 parameters) is normalized in float32 on the GPU too; a spread
+    of 30 overflows a float16 sum of squares."""
+    d = bn_data(shape, F32)
+    d["x"] = (d["x"] * 15).astype(np.float16)
+    d["dy"] = d["dy"].astype(np.float16)
+    want = bn_run(d, "cpu", impl, training, True)
+    got = bn_run(d, "cuda", impl, training, True)
+    assert got[0].dtype == got[1].dtype == np.float16 and got[3].dtype == F32
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert np.isfinite(g).all(), k
+        np.testing.assert_allclose(g.astype(F64), w.astype(F64), rtol=2e-3,
+                                   atol=2e-3 * max(1.0, float(np.abs(w).max())),
+                                   err_msg=f"{impl}: y, dx, rm, rv, count, dgamma, dbeta [{k}]")
+
+
+@gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_cumulative_average_on_cuda(cp: Any, dtype: Any) -> None:
     d = bn_data((5, 3, 4), dtype)

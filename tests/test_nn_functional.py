@@ -297,12 +297,24 @@ def test_linear_errors_name_the_shapes():
 
 def test_loss_and_pool_errors():
     z = mg.randn(3, 4)
-    with pytest.raises(IndexError, match=r"cross_entropy: target holds class 4, outside \[0, 4\)"):
+    # the label, its position and the number of classes; an IndexError as in PyTorch
+    with pytest.raises(mg.IndexOutOfRangeError, match=r"cross_entropy: target\[1\] = 4 is out "
+                       r"of range: the scores \(shape \(3, 4\)\) have 4 classes, 0 to 3"):
         F.cross_entropy(z, np.array([0, 4, 1]))
-    with pytest.raises(IndexError, match=r"class -1"):
+    with pytest.raises(IndexError, match=r"target\[1\] = -1 is out of range"):
         F.cross_entropy(z, [0, -1, 1])
-    with pytest.raises(mg.DTypeError, match=r"integer class indices, got dtype float"):
+    with pytest.raises(IndexError, match=r"nll_loss: target\[2\] = 7"):
+        F.nll_loss(z, mg.tensor([0, 1, 7]))
+    with pytest.raises(mg.DTypeError, match=r"integer class indices, got dtype float64; if it "
+                       r"holds whole numbers, convert it: target.astype\(mg.int64\)"):
         F.cross_entropy(z, np.array([0.0, 1.0, 2.0]))
+    onehot = mg.tensor(np.eye(4, dtype=np.float32)[[0, 3, 1]])
+    with pytest.raises(mg.DTypeError, match=r"dtype float32 and shape \(3, 4\), like one-hot "
+                       r"rows; pass the class of each row instead: target.argmax\(axis=1\)"
+                       r"$") as info:
+        F.cross_entropy(z, onehot)
+    assert "astype" not in str(info.value)
+    assert F.cross_entropy(z, onehot.argmax(axis=1)).shape == ()  # and the hint works
     with pytest.raises(mg.ShapeError, match=r"target must have shape \(3,\).*got \(2,\)"):
         F.cross_entropy(z, np.array([0, 1]))
     with pytest.raises(mg.ShapeError, match=r"expected scores of shape \(N, C\), got shape "

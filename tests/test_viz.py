@@ -8,8 +8,10 @@ simulated by pushing ``Scope`` objects on ``module_stack``, as ``nn.Module`` doe
 from __future__ import annotations
 
 import gc
+import html
 import re
 import shutil
+import subprocess
 import time
 import weakref
 from contextlib import contextmanager
@@ -281,6 +283,89 @@ def test_labels_with_dot_special_characters_are_escaped():
     assert 'label="a\\"{b}|<c>\\\\\\n' in plain.source
     if HAS_DOT:
         assert b"<svg" in g.pipe(format="svg") and b"<svg" in plain.pipe(format="svg")
+
+
+# Text that once made invalid DOT: a final backslash, an HTML-like label, a NUL, quotes,
+# record characters, a newline, a backslash sequence, non-ASCII.
+AWKWARD = ["ends in \\", "<b>bold</b>", "<<html>>", "nul\0here", 'say "hi"', "{a|b} <c>",
+           "two\nlines", "\\n stays", "tab\there", "bell\x07\x7f", "\u00e9 \u2713"]
+
+
+def run_dot(source: str) -> str:
+    """The SVG that Graphviz's ``dot`` makes of ``source``; fails the test if it refuses."""
+    done = subprocess.run(["dot", "-Tsvg"], input=source.encode("utf-8"), capture_output=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    return done.stdout.decode("utf-8")
+
+
+def svg_texts(svg: str) -> list[str]:
+    """The pieces of text an SVG from ``dot`` shows, unescaped."""
+    return [html.unescape(t).replace("\xa0", " ")
+            for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+
+
+def shown(text: str) -> list[str]:
+    """The lines ``text`` should render as: control characters other than tab as \\xNN."""
+    visible = "".join(c if c in "\t\n" or 32 <= ord(c) != 127 else f"\\x{ord(c):02x}"
+                      for c in text)
+    return visible.split("\n")
+
+
+@needs_dot
+@pytest.mark.parametrize("text", AWKWARD, ids=repr)
+def test_any_text_gives_valid_dot_that_reads_as_itself(text, tmp_path):
+    x = mg.tensor([1.0, 2.0], requires_grad=True, name=text)
+    with scope(text, "Net"):
+        y = (x * 2.0).sum()
+    y.name = text
+    # the title, the two tensors' names (the module's path too, but with its class name)
+    for g, least in ((mg.viz.draw_graph(y, title=text), 3),
+                     (mg.viz.draw_graph(y, show_values=True, show_grads=True, title=text), 1),
+                     (mg.viz.draw_derivation(y, x, title=text), 1)):
+        texts = svg_texts(run_dot(g.source))
+        for line in shown(text):
+            assert texts.count(line) >= least, (line, texts)
+        assert mg.viz.save(g, tmp_path / "g.svg").read_text(encoding="utf-8").count("<svg") == 1
+
+
+def test_escape_is_the_one_quoting_function():
+    from minigrad.viz.labels import escape
+
+    assert escape("a\\") == "a\\\\"
+    assert escape('"') == '\\"'
+    assert escape("a\0b\x1f") == "a\\\\x00b\\\\x1f"
+    assert escape("a\nb") == "a\\nb"
+    assert escape(3) == "3"
+    g = mg.viz.draw_graph(mg.tensor([1.0], requires_grad=True) * 2, title="<b>x</b>\\")
+    assert 'label="<b>x</b>\\\\" labelloc=t' in g.source
+
+
+def test_a_failing_dot_run_raises_render_error(tmp_path):
+    if not HAS_DOT:
+        pytest.skip("Graphviz's `dot` is not installed")
+    broken = graphviz.Digraph(body=["\tthis is not DOT [\n"])
+    with pytest.raises(mg.viz.RenderError, match=r"save: Graphviz's dot could not render "
+                                                 r"'g\.svg': .*syntax error"):
+        mg.viz.save(broken, tmp_path / "g.svg")
+    assert not (tmp_path / "g.svg").exists()
+
+
+@pytest.mark.parametrize("value", [123, 1.5, b"x", ["x"]])
+def test_names_must_be_strings(value):
+    x = mg.tensor([1.0], requires_grad=True, name="x")
+    y = x * 2
+    for t in (x, y):
+        with pytest.raises(mg.DTypeError, match=r"^name must be a str or None, got "
+                                                f"{type(value).__name__}"):
+            t.name = value
+    with pytest.raises(mg.DTypeError, match=r"^tensor: name must be a str or None"):
+        mg.tensor([1.0], name=value)
+    with pytest.raises(mg.DTypeError, match=r"name must be a str or None"):
+        mg.zeros(2, name=value)
+    assert x.name == "x" and y.name is None
+    assert "x" in str(mg.tape(y)) and "x" in mg.viz.draw_graph(y).source  # both still work
+    y.name = None
 
 
 # --------------------------------------------------------------- derivation

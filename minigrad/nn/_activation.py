@@ -9,7 +9,7 @@ import numpy as np
 from .. import random as _random
 from ..autograd.function import Function, dual
 from ..backend import device_of, xp_of
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError
 from ..ops import relu as _relu
 from ..ops import sigmoid as _sigmoid
 from ..ops import tanh as _tanh
@@ -147,7 +147,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     from minigrad's generator, so ``mg.manual_seed`` makes them reproducible.
     """
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
+        raise ArgumentError(f"dropout: p must be a probability in [0, 1], got {p!r}")
     x = as_tensor(x, "dropout")
     if not training or p == 0.0:
         return x

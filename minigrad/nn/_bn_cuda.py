@@ -1,6 +1,7 @@
 """Fused batch normalization on the GPU: CUDA kernels for CuPy arrays.
 
-`BatchNormOp` (``batchnorm.py``) calls these on ``cuda`` for float32 and float64 inputs;
+`BatchNormOp` (``batchnorm.py``) calls these on ``cuda`` for float32 and float64 inputs
+(float16 inputs reach them converted to float32, where their statistics are taken);
 every other case keeps the array code written against ``xp``. The mathematics is the
 same as there: this module only changes how the passes over the data are made.
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..autograd.function import Function
 from ..backend import xp_of
-from ..errors import DTypeError, ShapeError
+from ..errors import ArgumentError, DTypeError, IndexOutOfRangeError, ShapeError
 from ..tensor import Tensor
 from ._activation import softmax_fn
 from ._util import as_tensor, check_float
@@ -67,7 +67,7 @@ class CrossEntropy(Function):
 
 def _check_reduction(op: str, reduction: str) -> None:
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        raise ArgumentError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _class_target(op: str, scores: Tensor, target: Any) -> Any:
@@ -80,21 +80,32 @@ def _class_target(op: str, scores: Tensor, target: Any) -> Any:
         t = np.asarray(t)
         if t.size == 0:
             t = t.astype(np.int64)
-    if t.dtype.kind not in "iu":
-        raise DTypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}; "
-                         "use e.g. target.astype(mg.int64)")
     n, c = sd.shape
+    if t.dtype.kind not in "iu":
+        raise DTypeError(_target_dtype_message(op, t, n, c))
     if t.shape != (n,):
         raise ShapeError(f"{op}: target must have shape ({n},) for scores of shape ({n}, {c}), "
                          f"got {tuple(t.shape)}")
     if type(sd) is np.ndarray:  # on the GPU a range check would need a device sync
         if n and (t.min() < 0 or t.max() >= c):
-            bad = t[(t < 0) | (t >= c)][0]
-            raise IndexError(f"{op}: target holds class {int(bad)}, outside [0, {c}) for "
-                             f"{c} classes")
+            i = int(np.flatnonzero((t < 0) | (t >= c))[0])
+            raise IndexOutOfRangeError(f"{op}: target[{i}] = {int(t[i])} is out of range: the "
+                                       f"scores (shape ({n}, {c})) have {c} classes, 0 to "
+                                       f"{c - 1}")
     elif xp_of(t) is not xp_of(sd):
         t = xp_of(sd).asarray(t)
     return t
+
+
+def _target_dtype_message(op: str, t: Any, n: int, c: int) -> str:
+    """What to do with a target that is not integer class indices."""
+    msg = f"{op}: target must hold integer class indices, got dtype {t.dtype}"
+    if t.shape == (n, c):  # one-hot rows (or probabilities): the index of each row's 1
+        return (f"{msg} and shape {tuple(t.shape)}, like one-hot rows; pass the class of each "
+                "row instead: target.argmax(axis=1)")
+    if t.dtype.kind == "f":
+        return f"{msg}; if it holds whole numbers, convert it: target.astype(mg.int64)"
+    return msg
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:

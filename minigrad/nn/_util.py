@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import xp_of
-from ..errors import DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from ..tensor import Tensor
 
 
@@ -35,10 +35,11 @@ def pair(op: str, v: Any, what: str, minimum: int) -> tuple[int, int]:
         out = (operator.index(v),) * 2 if not isinstance(v, (tuple, list)) else tuple(
             operator.index(e) for e in v)
     except TypeError:
-        raise TypeError(f"{op}: {what} must be an int or a pair of ints, got {v!r}") from None
+        raise ArgumentTypeError(f"{op}: {what} must be an int or a pair of ints, "
+                                f"got {v!r}") from None
     if len(out) != 2 or min(out) < minimum:
-        raise ValueError(f"{op}: {what} must be an int or a pair of ints, each >= {minimum}, "
-                         f"got {v!r}")
+        raise ArgumentError(f"{op}: {what} must be an int or a pair of ints, each >= "
+                            f"{minimum}, got {v!r}")
     return out  # type: ignore[return-value]
 
 

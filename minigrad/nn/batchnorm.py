@@ -33,19 +33,26 @@ estimates the population's, while normalization itself uses the biased ``var``.
 far (the paper's Algorithm 2), which needs the batch count ``num_batches_tracked``. In
 evaluation the running statistics replace the batch's: each channel then goes through one
 fixed affine map, ``y = x * gamma / sqrt(running_var + eps) + (beta - ...)``.
+
+Precision. Both implementations return the input's dtype. A float16 input is computed in
+float32 (as PyTorch does for half inputs): a float16 sum of squared deviations overflows
+(at 65504) for a batch of modest spread, which would make the variance inf and every
+output 0. The running statistics keep their own dtype; a float16 running statistic that
+overflows all the same warns.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, is_grad_enabled, module_stack
-from ..errors import DTypeError, ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from ..tensor import Tensor
 from . import _bn_cuda
 from .module import Module, Parameter
@@ -79,20 +86,21 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     op, hand-written gradient) or ``"composed"`` (primitive ops, autodiff gradient).
     """
     if impl not in IMPLS:
-        raise ValueError(f"batch_norm: impl must be one of {IMPLS}, got {impl!r}")
+        raise ArgumentError(f"batch_norm: impl must be one of {IMPLS}, got {impl!r}")
     if not isinstance(x, Tensor):
-        raise TypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}")
+        raise ArgumentTypeError(f"batch_norm: expected a Tensor input, got "
+                                f"{type(x).__name__}; wrap an array with mg.as_tensor(x)")
     if x.dtype.kind != "f":
         raise DTypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     _check_shapes(x, running_mean=running_mean, running_var=running_var, weight=weight,
                   bias=bias)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+        raise ArgumentError("batch_norm: give both running_mean and running_var, or neither")
     if training:
         _check_batch_size(x)
     elif running_mean is None:
-        raise ValueError("batch_norm: training=False normalizes with the running statistics, "
-                         "so running_mean and running_var must be given")
+        raise ArgumentError("batch_norm: training=False normalizes with the running "
+                            "statistics, so running_mean and running_var must be given")
     factor = 0.0
     if training and running_mean is not None:
         factor = _update_factor(momentum, num_batches_tracked)
@@ -118,11 +126,14 @@ def _check_shapes(x: Tensor, **per_channel: Tensor | None) -> None:
                              f"for an input of shape {tuple(x.shape)} with {c} channels")
 
 
-def _check_batch_size(x: Tensor) -> None:
+def _check_batch_size(x: Tensor, where: str = "batch_norm") -> None:
     """Batch statistics need two values per channel: one value has variance 0 and x_hat = 0."""
     if x.shape[1] == 0 or x.size // x.shape[1] <= 1:
-        raise ValueError("Expected more than 1 value per channel when training, got input "
-                         f"size {tuple(x.shape)}")
+        m = 0 if x.shape[1] == 0 else x.size // x.shape[1]
+        raise ShapeError(f"{where}: training needs more than 1 value per channel for the "
+                         f"batch statistics, but an input of shape {tuple(x.shape)} has {m} per "
+                         "channel (its variance would be 0 and every output beta); use a "
+                         "larger batch, or eval() mode to normalize with running statistics")
 
 
 def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -> Any:
@@ -137,12 +148,18 @@ def _update_factor(momentum: float | None, num_batches_tracked: Tensor | None) -
     if momentum is not None:
         return float(momentum)
     if num_batches_tracked is None:
-        raise ValueError("batch_norm: momentum=None (a cumulative average) needs "
-                         "num_batches_tracked, the number of batches averaged so far")
+        raise ArgumentError("batch_norm: momentum=None (a cumulative average) needs "
+                            "num_batches_tracked, the number of batches averaged so far")
     count = num_batches_tracked._data
     if type(count) is not np.ndarray:  # on the GPU: reading the count would wait for it
         return 1.0 / count  # a 0-d float64 device array, used like the float below
     return 1.0 / int(num_batches_tracked.item())
+
+
+def _compute_dtype(dtype: Any) -> np.dtype:
+    """The dtype the statistics are computed in: float32 for float16, else ``dtype`` itself."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
 
 
 def _fold_batch_stats(running_mean: Any, running_var: Any, mean: Any, var: Any, m: int,
@@ -152,16 +169,35 @@ def _fold_batch_stats(running_mean: Any, running_var: Any, mean: Any, var: Any, 
     ``var`` is the biased batch variance; the running variance gets the unbiased
     ``var * m / (m - 1)``. Done on arrays, so it is never recorded on the tape.
     """
-    for r, stat in ((running_mean, mean), (running_var, var * (m / (m - 1)))):
-        r *= 1.0 - factor
-        r += factor * stat
+    for what, r, stat in (("running_mean", running_mean, mean),
+                          ("running_var", running_var, var * (m / (m - 1)))):
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            r *= 1.0 - factor
+            r += factor * stat
+        if r.dtype.itemsize < 4 and not bool(backend.xp_of(r).isfinite(r).all()):
+            _warn_overflow(what, r.dtype)
+
+
+def _warn_overflow(what: str, dtype: Any) -> None:
+    """A half-precision running statistic out of range would silently zero eval outputs."""
+    warnings.warn(f"batch_norm: {what} overflowed {dtype} (largest value "
+                  f"{float(np.finfo(dtype).max):g}), so evaluation will normalize with inf; "
+                  f"keep the running statistics in float32 (BatchNorm(..., dtype=mg.float32) "
+                  f"with float16 inputs works)", RuntimeWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- composed
 def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                          weight: Tensor | None, bias: Tensor | None, training: bool,
                          factor: float, eps: float) -> Tensor:
-    """The paper's formulas in Tensor ops; autodiff finds the gradient."""
+    """The paper's formulas in Tensor ops; autodiff finds the gradient.
+
+    A float16 input is converted to float32 first and the result back (see the module's
+    docstring); the conversions are recorded, so gradients flow through them.
+    """
+    out_dtype = x.dtype
+    ct = _compute_dtype(out_dtype)
+    x = x.astype(ct, copy=False)
     axes = (0, *range(2, x.ndim))              # every axis but the channel axis
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # a per-channel value, broadcastable
     if training:
@@ -174,14 +210,14 @@ def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Te
             running_mean._bump()
             running_var._bump()
     else:
-        xc = x - running_mean.astype(x.dtype).reshape(shape)
-        var = running_var.astype(x.dtype).reshape(shape)
+        xc = x - running_mean.astype(ct).reshape(shape)
+        var = running_var.astype(ct).reshape(shape)
     y = xc / (var + eps).sqrt()
     if weight is not None:
-        y = y * weight.reshape(shape)
+        y = y * weight.astype(ct, copy=False).reshape(shape)
     if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
+        y = y + bias.astype(ct, copy=False).reshape(shape)
+    return y.astype(out_dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- fused
@@ -412,7 +448,9 @@ class BatchNormOp(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any,
                 training: bool, momentum: float, eps: float) -> Any:
-        dt = x.dtype
+        out_dtype = x.dtype
+        dt = _compute_dtype(out_dtype)  # float16 data is normalized in float32
+        x_in, x = x, x.astype(dt, copy=False)
         gamma_dt = None if gamma is None else gamma.astype(dt, copy=False)
         beta_dt = None if beta is None else beta.astype(dt, copy=False)
         xp = backend.xp_of(x)
@@ -435,8 +473,8 @@ class BatchNormOp(Function):
                 y = _bn_cuda.normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std)
             else:
                 y = _normalize_with_running_stats(x, gamma_dt, beta_dt, mean, inv_std, v)
-        ctx.save_for_backward(x, gamma, mean, inv_std)
-        return y
+        ctx.save_for_backward(x_in, gamma, mean, inv_std)  # the input, not its float32 copy
+        return y.astype(out_dtype, copy=False)
 
     @staticmethod
     def backward(ctx: Any, dy: Any) -> tuple:
@@ -450,8 +488,10 @@ class BatchNormOp(Function):
 
 
 def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
-    """The plain backward, on raw arrays."""
+    """The plain backward, on raw arrays (float16 ones in float32, as the forward)."""
     x, gamma, mean, inv_std = ctx.saved_tensors
+    out_dtype = x.dtype
+    x, dy = x.astype(mean.dtype, copy=False), dy.astype(mean.dtype, copy=False)
     gamma_dt = None if gamma is None else gamma.astype(x.dtype, copy=False)
     training = ctx.params["training"]
     if ctx.view is None:  # the forward ran the CUDA kernels: so does the backward
@@ -464,6 +504,8 @@ def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
     if gamma is not None:
         dgamma = dgamma.astype(gamma.dtype, copy=False)
         dbeta = dbeta.astype(gamma.dtype, copy=False)
+    if dx is not None:
+        dx = dx.astype(out_dtype, copy=False)
     return dx, dgamma, dbeta
 
 
@@ -475,6 +517,8 @@ def _vjp_graph(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     the mean and variance, as the true second derivative does.
     """
     x, gamma, mean, inv_std = ctx.saved_tensors
+    out_dtype = x.dtype
+    x, dy = x.astype(mean.dtype, copy=False), dy.astype(mean.dtype, copy=False)
     training = ctx.params["training"]
     axes = (0, *range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
@@ -493,7 +537,11 @@ def _vjp_graph(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         dx = k * (dy - dbeta / m - x_hat * (dgamma / m))
     else:
         dx = k * dy
-    return dx, dgamma.reshape(x.shape[1]), dbeta.reshape(x.shape[1])
+    dgamma, dbeta = dgamma.reshape(x.shape[1]), dbeta.reshape(x.shape[1])
+    if gamma is not None:
+        dgamma, dbeta = dgamma.astype(gamma.dtype, copy=False), dbeta.astype(gamma.dtype,
+                                                                               copy=False)
+    return dx.astype(out_dtype, copy=False), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- modules
@@ -509,9 +557,10 @@ class _BatchNorm(Module):
         super().__init__()
         name = type(self).__name__
         if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+            raise ArgumentError(f"{name}: num_features must be a positive int, got "
+                                f"{num_features!r}")
         if impl not in IMPLS:
-            raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
+            raise ArgumentError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -567,7 +616,8 @@ class _BatchNorm(Module):
         shape = tuple(getattr(x, "shape", ()))
         where = f"{type(self).__name__}{_layer_path()} ({self.num_features})"
         if not isinstance(x, Tensor):
-            raise TypeError(f"{where}: expected a Tensor, got {type(x).__name__}")
+            raise ArgumentTypeError(f"{where}: expected a Tensor, got {type(x).__name__}; wrap an "
+                                    "array with mg.as_tensor(x)")
         expected = self._layout.format(c=self.num_features)
         if len(shape) not in self._ranks:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "
@@ -575,6 +625,8 @@ class _BatchNorm(Module):
         if shape[1] != self.num_features:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "
                              f"({shape[1]} channels along axis 1)")
+        if self.training or not self.track_running_stats:  # normalizes with batch statistics
+            _check_batch_size(x, where)
 
     def extra_repr(self) -> str:
         s = (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..errors import ArgumentTypeError, IndexOutOfRangeError, NotSupportedError
 from .module import Module
 
 
@@ -14,10 +15,10 @@ def _index(op: str, idx: Any, n: int) -> int:
     try:
         i = operator.index(idx)
     except TypeError:
-        raise TypeError(f"{op}: indices must be integers or slices, got "
-                        f"{type(idx).__name__}") from None
+        raise ArgumentTypeError(f"{op}: indices must be integers or slices, got "
+                                f"{type(idx).__name__}") from None
     if not -n <= i < n:
-        raise IndexError(f"{op}: index {i} is out of range for {n} modules")
+        raise IndexOutOfRangeError(f"{op}: index {i} is out of range for {n} modules")
     return i % n
 
 
@@ -37,8 +38,9 @@ class Sequential(Module):
         else:
             for i, m in enumerate(modules):
                 if not isinstance(m, Module):
-                    raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a "
-                                    "Module (did you pass a function? wrap it in a Module)")
+                    raise ArgumentTypeError(
+                        f"Sequential: argument {i} is a {type(m).__name__}, not a Module (did "
+                        "you pass a function? wrap it in a Module)")
                 self.add_module(str(i), m)
 
     def forward(self, x: Any) -> Any:
@@ -101,5 +103,5 @@ class ModuleList(Module):
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ModuleList has no forward: iterate over it in your "
-                                  "module's forward instead")
+        raise NotSupportedError("ModuleList has no forward: iterate over it in your "
+                                "module's forward instead")

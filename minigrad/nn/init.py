@@ -19,13 +19,14 @@ import numpy as np
 from .. import random as _random
 from ..autograd.function import no_grad
 from ..backend import xp_of
-from ..errors import ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError
 from ..tensor import Tensor
 
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     with no_grad():
         arr = xp_of(tensor._data).asarray(values, dtype=tensor.dtype)
         tensor.data[...] = arr
@@ -35,7 +36,8 @@ def _fill(tensor: Tensor, values: Any) -> Tensor:
 def _draw(tensor: Tensor, kind: str, a: float, b: float) -> Tensor:
     """Fill with U(a, b) (``kind="uniform"``) or N(a, b**2) (``"normal"``)."""
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     gen = _random.generator(tensor.device)
     if kind == "uniform":
         values = gen.uniform(a, b, size=tensor.shape)
@@ -61,11 +63,11 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
         if isinstance(slope, bool) or not isinstance(slope, (int, float)):
-            raise ValueError(f"calculate_gain: negative slope {slope!r} is not a number")
+            raise ArgumentError(f"calculate_gain: negative slope {slope!r} is not a number")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    raise ArgumentError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
 def _fans(tensor: Tensor) -> tuple[int, int]:
@@ -79,7 +81,7 @@ def _fans(tensor: Tensor) -> tuple[int, int]:
 
 def _fan(tensor: Tensor, mode: str) -> int:
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+        raise ArgumentError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _fans(tensor)
     return fan_in if mode == "fan_in" else fan_out
 
@@ -97,7 +99,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
     if not isinstance(tensor, Tensor):
-        raise TypeError(f"init: expected a Tensor or Parameter, got {type(tensor).__name__}")
+        raise ArgumentTypeError(f"init: expected a Tensor or Parameter, got "
+                                f"{type(tensor).__name__}")
     with no_grad():
         tensor.data[...] = val
     return tensor

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
 
 from .. import backend
 from ..autograd.function import module_stack
-from ..errors import ShapeError
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError
 from ..ops import relu as _relu
 from ..ops import sigmoid as _sigmoid
 from ..ops import tanh as _tanh
@@ -17,7 +18,7 @@ from ..tensor import Tensor
 from . import functional as F
 from . import init
 from ._linear import Linear as _LinearOp
-from ._util import pair
+from ._util import as_tensor, pair
 from .module import Module, Parameter
 
 
@@ -52,6 +53,19 @@ def _default_init(weight: Parameter, bias: Parameter | None) -> None:
         bound = 1.0 / math.sqrt(init._fan(weight, "fan_in"))
         init.uniform_(bias, -bound, bound)
 
+
+def _sizes(op: str, **sizes: Any) -> None:
+    """Layer sizes are ints >= 1 (``Linear(3.5, 2)`` would fail later, far from the cause)."""
+    for what, n in sizes.items():
+        try:
+            n = operator.index(n)
+        except TypeError:
+            raise ArgumentTypeError(f"{op}: {what} must be an int, got {type(n).__name__} "
+                                    f"{n!r}") from None
+        if n < 1:
+            raise ArgumentError(f"{op}: {what} must be positive, got {n}")
+
+
 class Linear(Module):
     """A fully connected layer: ``y = x @ weight.T + bias``.
 
@@ -62,9 +76,7 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device: str | None = None, dtype: Any = None) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear: in_features and out_features must be positive, got "
-                             f"{in_features} and {out_features}")
+        _sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features = in_features
         self.out_features = out_features
         self.weight = _empty((out_features, in_features), device, dtype)
@@ -80,6 +92,8 @@ class Linear(Module):
     def forward(self, x: Tensor) -> Tensor:
         params = self._parameters  # (direct lookups: this runs on every call)
         w, b = params["weight"], params["bias"]
+        if not isinstance(x, Tensor):  # an array or a list: a constant input, as in F.linear
+            x = as_tensor(x, f"Linear{_where()}")
         data = getattr(x, "_data", None)
         if data is None or data.ndim == 0 or data.shape[-1] != self.in_features:
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
@@ -107,9 +121,7 @@ class Conv2d(Module):
                  padding: Any = 0, bias: bool = True, device: str | None = None,
                  dtype: Any = None) -> None:
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"Conv2d: in_channels and out_channels must be positive, got "
-                             f"{in_channels} and {out_channels}")
+        _sizes("Conv2d", in_channels=in_channels, out_channels=out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = pair("Conv2d", kernel_size, "kernel_size", 1)
@@ -214,7 +226,7 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+            raise ArgumentError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..autograd.function import no_grad
 from ..backend import xp_of
+from ..errors import ArgumentError
 from .batchnorm import _BatchNorm
 from .container import Sequential
 from .layers import Conv2d, Identity, Linear
@@ -76,7 +77,8 @@ def recompute_bn_stats(model: Module, loader: Iterable, num_batches: int | None 
                     t._data[...] = old
                     t._bump()
     if seen == 0:
-        raise ValueError("recompute_bn_stats: the loader gave no batches")
+        raise ArgumentError("recompute_bn_stats: the loader gave no batches; the running "
+                            "statistics are unchanged")
     return model
 
 

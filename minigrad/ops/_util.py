@@ -6,7 +6,7 @@ import operator
 from typing import Any
 
 from ..autograd.function import Function, dual
-from ..errors import ShapeError
+from ..errors import ArgumentTypeError, ShapeError
 
 
 def shape_of(x: Any) -> tuple:
@@ -24,7 +24,8 @@ def norm_axes(op: str, axis: Any, ndim: int, shape: tuple) -> tuple[int, ...]:
         try:
             a = operator.index(a)
         except TypeError:
-            raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}") from None
+            raise ArgumentTypeError(f"{op}: axis must be an int or a tuple of ints, "
+                                    f"got {axis!r}") from None
         if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
             raise ShapeError(f"{op}: axis {a} is out of range for a tensor of shape {shape} "
                              f"(ndim {ndim})")

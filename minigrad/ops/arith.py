@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ..autograd.function import Function
+from ..errors import ShapeError
 from ._util import shape_of, sum_to
 
 
@@ -182,8 +183,8 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
         if getattr(a, "ndim", 0) == 0 or getattr(b, "ndim", 0) == 0:
-            raise ValueError("matmul needs operands with at least one dimension; use * for "
-                             "scalars")
+            raise ShapeError(f"matmul needs operands with at least one dimension, got shapes "
+                             f"{shape_of(a)} and {shape_of(b)}; use * for scalars")
         ctx.save_for_backward(a, b)
         return a @ b
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd.function import Function
+from ..errors import ShapeError
 from ._util import broadcast_to, keep_shape, norm_axes
 
 
@@ -36,7 +37,7 @@ class Mean(Function):
         axes = norm_axes("mean", axis, x.ndim, x.shape)
         ctx.in_shape, ctx.axes = x.shape, axes
         if x.size == 0:
-            raise ValueError("mean of an empty tensor")
+            raise ShapeError(f"mean of an empty tensor (shape {x.shape}): no values to average")
         return x.mean(axis=axes, keepdims=keepdims)
 
     @staticmethod
@@ -62,7 +63,8 @@ class Var(Function):
         for a in axes:
             m *= x.shape[a]
         if m - ddof <= 0:
-            raise ValueError(f"var needs more than ddof={ddof} values per reduction, got {m}")
+            raise ShapeError(f"var needs more than ddof={ddof} values per reduction, got {m} "
+                             f"(shape {x.shape}, axis={axis})")
         ctx.in_shape, ctx.axes, ctx.scale = x.shape, axes, 2.0 / (m - ddof)
         ctx.save_for_backward(x)
         return x.var(axis=axes, keepdims=keepdims, ddof=ddof)
@@ -87,7 +89,7 @@ class _Extreme(Function):
         name = cls.op_name
         axes = norm_axes(name, axis, x.ndim, x.shape)
         if x.size == 0:
-            raise ValueError(f"{name} of an empty tensor")
+            raise ShapeError(f"{name} of an empty tensor (shape {x.shape}): no value to pick")
         y = cls.reduce(x, axis=axes, keepdims=True)
         mask = x == y
         w = mask / mask.sum(axis=axes, keepdims=True)
@@ -150,6 +152,9 @@ def argmax(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Index of the maximum (an integer tensor, no gradient)."""
     from ..tensor import Tensor
 
+    if x._data.size == 0 and (axis is None or x._data.shape[axis] == 0):
+        raise ShapeError(f"argmax over an empty axis (shape {x.shape}, axis={axis}): no "
+                         "position to point to")
     return Tensor._wrap(x._data.argmax(axis=axis, keepdims=keepdims))
 
 
@@ -157,4 +162,7 @@ def argmin(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Index of the minimum (an integer tensor, no gradient)."""
     from ..tensor import Tensor
 
+    if x._data.size == 0 and (axis is None or x._data.shape[axis] == 0):
+        raise ShapeError(f"argmin over an empty axis (shape {x.shape}, axis={axis}): no "
+                         "position to point to")
     return Tensor._wrap(x._data.argmin(axis=axis, keepdims=keepdims))

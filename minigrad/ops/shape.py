@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, dual
+from ..errors import ArgumentError, ShapeError
 from ._util import BroadcastTo, shape_of, sum_to
 
 
@@ -42,8 +43,8 @@ class Transpose(Function):
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
         elif sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"axes {tuple(axes)} are not a permutation of the tensor's "
-                             f"{x.ndim} axes")
+            raise ShapeError(f"transpose: axes {tuple(axes)} are not a permutation of the "
+                             f"{x.ndim} axes of a tensor of shape {x.shape}")
         ctx.inv = tuple(np.argsort([a % x.ndim for a in axes]))
         return x.transpose(axes)
 
@@ -302,11 +303,15 @@ def getitem(x: Any, idx: Any) -> Any:
 
 def concatenate(tensors: Any, axis: int = 0) -> Any:
     """Join tensors along an existing axis."""
+    if isinstance(tensors, (list, tuple)) and not tensors:
+        raise ArgumentError("concatenate: expected one tensor or more, got an empty sequence")
     return Concatenate.apply(*tensors, axis=axis)
 
 
 def stack(tensors: Any, axis: int = 0) -> Any:
     """Join tensors along a new axis."""
+    if isinstance(tensors, (list, tuple)) and not tensors:
+        raise ArgumentError("stack: expected one tensor or more, got an empty sequence")
     return Stack.apply(*tensors, axis=axis)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, dual
+from ..errors import ArgumentError
 
 
 class Exp(Function):
@@ -135,7 +136,7 @@ class Clip(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, a_min: Any = None, a_max: Any = None) -> Any:
         if a_min is None and a_max is None:
-            raise ValueError("clip needs a_min or a_max")
+            raise ArgumentError("clip needs a_min or a_max; both are None")
         inside = backend.xp_of(x).ones(x.shape, bool)
         if a_min is not None:
             inside &= x >= a_min

@@ -15,6 +15,7 @@ and the picture holds only strings.
 
 from .derivation import draw_derivation
 from .draw import draw_graph
-from .output import Graph, GraphvizNotFoundError, save
+from .output import Graph, GraphvizNotFoundError, RenderError, save
 
-__all__ = ["Graph", "GraphvizNotFoundError", "draw_derivation", "draw_graph", "save"]
+__all__ = ["Graph", "GraphvizNotFoundError", "RenderError", "draw_derivation", "draw_graph",
+           "save"]

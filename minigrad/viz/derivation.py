@@ -30,7 +30,7 @@ from ..autograd import function as fn_mod
 from ..autograd.api import grad as mg_grad
 from ..autograd.engine import collect
 from ..autograd.tape import Tape
-from ..errors import GraphError
+from ..errors import ArgumentTypeError, GraphError
 from .collapse import collapse as fold
 from .draw import check_options, check_roots
 from .emit import emit
@@ -59,7 +59,8 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     """
     T = fn_mod._Tensor
     if not isinstance(output, T):
-        raise TypeError(f"draw_derivation: output must be a Tensor, got {type(output).__name__}")
+        raise ArgumentTypeError(f"draw_derivation: output must be a Tensor, got "
+                                f"{type(output).__name__}")
     ins = check_roots("draw_derivation", (inputs,))
     rankdir = check_options("draw_derivation", rankdir, value_limit)
     if output._node is None:

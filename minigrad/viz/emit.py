@@ -39,10 +39,10 @@ def location(node: Node, kinds: dict[str, str]) -> tuple:
 def emit(pic: Picture, rankdir: str = "TB", title: str | None = None) -> Graph:
     """The DOT text of ``pic`` in a ``Graph``; clusters nest like the locations."""
     graph_attrs = dict(GRAPH_ATTRS, rankdir=rankdir)
-    if title:
-        graph_attrs.update(label=title, labelloc="t")
     g = Graph(name="minigrad", graph_attr=graph_attrs, node_attr=NODE_ATTRS,
               edge_attr=EDGE_ATTRS)
+    if title:  # written here, quoted by `escape` like every label (not by graphviz's rules)
+        g.body.append(f'\tlabel="{escape(title)}" labelloc=t\n')
     horizontal = rankdir in ("TB", "BT")
     style_cache: dict[tuple, str] = {}
     members: dict[tuple, list[str]] = {(): []}

@@ -83,9 +83,21 @@ def values_text(array: Any, limit: int) -> str:
 
 
 # ------------------------------------------------------------------ DOT quoting
-def escape(text: str) -> str:
-    """Text safe inside a double-quoted DOT string."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+# Control characters other than tab and newline would end the DOT text (NUL) or be
+# dropped silently: they are shown as ``\x00``. A newline becomes DOT's line break.
+_CONTROL = {c: f"\\\\x{c:02x}" for c in (*range(32), 127) if c not in (9, 10)}
+_CONTROL[10] = "\\n"
+
+
+def escape(text: Any) -> str:
+    """``text`` (made a string) safe inside a double-quoted DOT string, reading as itself.
+
+    Every piece of text that reaches the DOT source goes through here: labels, cluster
+    names and the title. Backslashes and quotes are escaped, so a name ending in ``\\``
+    or looking like an HTML label (``<b>x</b>``) stays plain text.
+    """
+    text = str(text).replace("\\", "\\\\").replace('"', '\\"')
+    return text.translate(_CONTROL)
 
 
 _RECORD_SPECIAL = str.maketrans({c: "\\" + c for c in "{}|<>"})

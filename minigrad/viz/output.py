@@ -12,7 +12,7 @@ from typing import Any
 
 import graphviz
 
-from ..errors import MinigradError
+from ..errors import ArgumentError, ArgumentTypeError, MinigradError
 
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found, so the picture cannot be rendered. "
@@ -28,6 +28,16 @@ class GraphvizNotFoundError(graphviz.ExecutableNotFound, MinigradError):
 
     def __init__(self, message: str = INSTALL_HINT) -> None:
         RuntimeError.__init__(self, message)  # the parent formats its own message
+
+
+class RenderError(MinigradError, RuntimeError):
+    """Graphviz's ``dot`` ran but failed; the message quotes what it said."""
+
+
+def _stderr(exc: Exception) -> str:
+    err = getattr(exc, "stderr", None) or b""
+    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+    return text.strip() or str(exc)
 
 
 class Graph(graphviz.Digraph):
@@ -75,8 +85,8 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
     ``.gv`` write the DOT text and need no Graphviz at all. Returns the path.
     """
     if not (hasattr(graph, "source") and hasattr(graph, "pipe")):
-        raise TypeError(f"save: expected a graph from mg.viz.draw_graph, got "
-                        f"{type(graph).__name__}")
+        raise ArgumentTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
+                                f"{type(graph).__name__}")
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in DOT_SUFFIXES:
@@ -85,13 +95,16 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
     fmt = FORMATS.get(suffix)
     if fmt is None:
         known = ", ".join([*FORMATS, *DOT_SUFFIXES])
-        raise ValueError(f"save: cannot tell the format from {p.name!r}; end the file name "
-                         f"with one of {known}")
+        raise ArgumentError(f"save: cannot tell the format from {p.name!r}; end the file name "
+                            f"with one of {known}")
     try:
         data = graph.pipe(format=fmt)
     except GraphvizNotFoundError:
         raise
     except graphviz.ExecutableNotFound:
         raise GraphvizNotFoundError() from None
+    except graphviz.CalledProcessError as exc:
+        raise RenderError(f"save: Graphviz's dot could not render {p.name!r}: "
+                          f"{_stderr(exc)}") from None
     p.write_bytes(data)
     return p
