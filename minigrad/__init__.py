@@ -15,7 +15,8 @@ from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, te
 from .errors import (ArgumentError, ArgumentTypeError, CheckpointError, DTypeError, DataFileError,
                      DeviceError, GradcheckError, GraphError, HyperparameterError,
                      HyperparameterTypeError, IndexOutOfRangeError, InvalidStateError,
-                     MinigradError, MissingKeyError, NotSupportedError, ShapeError)
+                     MinigradError, MissingAttributeError, MissingFileError, MissingKeyError,
+                     NotSupportedError, ShapeError)
 from .gradcheck import gradcheck, gradgradcheck
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
                   exp, flatten, getitem, greater, greater_equal, less, less_equal, log, matmul,
@@ -38,7 +39,8 @@ __all__ = [
     "ArgumentError", "ArgumentTypeError", "CheckpointError", "DTypeError", "DataFileError",
     "DeviceError", "Function", "GradcheckError", "GraphError", "HyperparameterError",
     "HyperparameterTypeError", "IndexOutOfRangeError", "InvalidStateError", "MinigradError",
-    "MissingKeyError", "NotSupportedError", "ShapeError", "Tape", "Tensor", "abs", "add",
+    "MissingAttributeError", "MissingFileError", "MissingKeyError",
+    "NotSupportedError", "ShapeError", "Tape", "Tensor", "abs", "add",
     "arange", "argmax", "argmin", "as_tensor", "astype",
     "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data",
     "distributed", "div",

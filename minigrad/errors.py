@@ -51,6 +51,14 @@ class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
 
 
+class MissingFileError(MinigradError, FileNotFoundError):
+    """A file or folder that a call reads (or writes into) does not exist."""
+
+
+class MissingAttributeError(MinigradError, AttributeError):
+    """An object has no attribute of that name (or cannot take one yet)."""
+
+
 class MissingKeyError(MinigradError, KeyError):
     """A name or key is missing or not allowed."""
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
-from .errors import ArgumentTypeError, CheckpointError
+from .errors import ArgumentTypeError, CheckpointError, MissingFileError
 from .tensor import Tensor
 
 META = "__minigrad__"
@@ -133,7 +133,7 @@ def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 def _atomic_write(path: str, entries: list, compression: int) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"save: cannot write {path!r}: the folder {folder!r} does not "
+        raise MissingFileError(f"save: cannot write {path!r}: the folder {folder!r} does not "
                                 "exist; create it first (os.makedirs)")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, like a plain open() would
@@ -203,13 +203,13 @@ def load(path: PathLike, device: str | None = None, max_bytes: int | None = None
     minigrad checkpoint, is truncated or damaged, declares arrays larger than the
     file can hold or than ``max_bytes``, or holds object arrays (which would need
     pickle: minigrad never unpickles anything). Every size is checked before memory
-    is allocated. ``FileNotFoundError`` when there is no such file, and other
-    ``OSError``s when it cannot be read at all.
+    is allocated. ``MissingFileError`` (a ``FileNotFoundError``) when there is no such
+    file, and other ``OSError``s when it cannot be read at all.
     """
     path = os.fspath(path)
     dev = backend.check_device(device) if device is not None else "cpu"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"load: no checkpoint file at {path!r}")
+        raise MissingFileError(f"load: no checkpoint file at {path!r}")
     size = os.path.getsize(path)
     limit = max(MIN_LOAD_LIMIT, INFLATE_FACTOR * size) if max_bytes is None else max_bytes
     with open(path, "rb") as fh:  # a permission problem is an OSError, not a bad file

@@ -28,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from ..errors import DataFileError
+from ..errors import DataFileError, MissingFileError
 from ..tensor import Tensor
 from .dataset import Dataset
 
@@ -188,7 +188,7 @@ class MNIST(Dataset):
             failures = self._download(target)
             if not failures:
                 return target
-        raise FileNotFoundError(self._not_found(dirs, target, download, failures))
+        raise MissingFileError(self._not_found(dirs, target, download, failures))
 
     def _mirror_list(self) -> list[str]:
         env = os.environ.get(self.mirror_env, "")

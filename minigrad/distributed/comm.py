@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..errors import DistributedError
+from ..errors import DistributedError, NotSupportedError
 
 #: The reductions ``all_reduce`` knows. ``"mean"`` is the sum divided by the world size.
 REDUCE_OPS = ("sum", "mean", "max", "min", "prod")
@@ -121,7 +121,7 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End every process of the job now (after a failure on this rank)."""
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} does not define abort()")
 
     def close(self) -> None:
         """Release what the communicator holds (``mg.distributed.shutdown`` calls it)."""
@@ -157,16 +157,16 @@ class Communicator:
         return self._all_gather(sig)
 
     def _all_reduce(self, a: Any, op: str) -> Any:
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} does not define _all_reduce()")
 
     def _all_gather(self, a: Any) -> Any:
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} does not define _all_gather()")
 
     def _broadcast(self, a: Any, root: int) -> Any:
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} does not define _broadcast()")
 
     def _barrier(self) -> None:
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} does not define _barrier()")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"

@@ -29,6 +29,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import no_grad
 from ..creation import as_tensor
+from ..errors import ArgumentError, ArgumentTypeError
 from ..nn.module import Module
 from .collectives import communicator
 from .comm import Communicator
@@ -52,9 +53,9 @@ class DataParallel(Module):
                  bucket_cap_mb: float = 4.0) -> None:
         super().__init__()
         if not isinstance(module, Module):
-            raise TypeError(f"DataParallel: expected a Module, got {type(module).__name__}")
+            raise ArgumentTypeError(f"DataParallel: expected a Module, got {type(module).__name__}")
         if not bucket_cap_mb > 0:
-            raise ValueError(f"DataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb!r}")
+            raise ArgumentError(f"DataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb!r}")
         self.module = module
         object.__setattr__(self, "comm", comm or communicator())
         object.__setattr__(self, "bucket_cap_mb", float(bucket_cap_mb))

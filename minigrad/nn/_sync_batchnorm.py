@@ -226,13 +226,13 @@ class SyncBatchNorm(_BatchNorm):
         object.__setattr__(self, "comm", comm)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
         use_batch_stats = self.training or not self.track_running_stats
-        if not use_batch_stats:  # the running statistics: nothing to share
+        comm = self.comm or collectives.communicator() if use_batch_stats else None
+        if comm is None or comm.size == 1:  # nothing to share: plain BatchNorm
             return super().forward(x)
-        comm = self.comm or collectives.communicator()
-        if comm.size == 1:
-            return super().forward(x)
+        # A rank's slice may hold one row or none; the whole batch's count is checked
+        # once it is known.
+        self._check_layout(x)
         track = self.training and self.track_running_stats
         return sync_batch_norm(x, self.running_mean if track else None,
                                self.running_var if track else None, self.weight, self.bias,

@@ -613,6 +613,12 @@ class _BatchNorm(Module):
                           num_batches_tracked=self.num_batches_tracked if track else None)
 
     def _check_input(self, x: Any) -> None:
+        where = self._check_layout(x)
+        if self.training or not self.track_running_stats:  # normalizes with batch statistics
+            _check_batch_size(x, where)
+
+    def _check_layout(self, x: Any) -> str:
+        """Check that ``x`` is a Tensor of this layer's layout; return the layer's label."""
         shape = tuple(getattr(x, "shape", ()))
         where = f"{type(self).__name__}{_layer_path()} ({self.num_features})"
         if not isinstance(x, Tensor):
@@ -625,8 +631,7 @@ class _BatchNorm(Module):
         if shape[1] != self.num_features:
             raise ShapeError(f"{where}: expected an input of shape {expected}, got shape {shape} "
                              f"({shape[1]} channels along axis 1)")
-        if self.training or not self.track_running_stats:  # normalizes with batch statistics
-            _check_batch_size(x, where)
+        return where
 
     def extra_repr(self) -> str:
         s = (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -22,7 +22,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Scope, module_stack, no_grad
-from ..errors import ArgumentTypeError, DTypeError, MinigradError, MissingKeyError
+from ..errors import (ArgumentTypeError, DTypeError, MinigradError, MissingAttributeError,
+                      MissingKeyError, NotSupportedError)
 from ..tensor import Tensor
 
 
@@ -134,7 +135,7 @@ class Module:
         """Register ``value`` under ``name`` in ``registry``, dropping any other use of the name."""
         d = self.__dict__
         if "_parameters" not in d:
-            raise AttributeError(
+            raise MissingAttributeError(
                 f"cannot assign to {type(self).__name__} before Module.__init__() has run; "
                 "call super().__init__() first in your __init__")
         d.pop(name, None)
@@ -191,7 +192,7 @@ class Module:
             r = d["_modules"]
             if name in r:
                 return r[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise MissingAttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
         d = self.__dict__
@@ -251,7 +252,7 @@ class Module:
 
     # ----------------------------------------------------------- calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+        raise NotSupportedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         calls = _calls

@@ -17,7 +17,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ArgumentError, ArgumentTypeError, MinigradError, MissingKeyError
+from ..errors import (ArgumentError, ArgumentTypeError, MinigradError, MissingKeyError,
+                      NotSupportedError)
 from .optimizer import Optimizer, check_int, check_number
 
 
@@ -62,7 +63,7 @@ class LRScheduler:
                          for i, lr in enumerate(self.base_lrs)]
 
     def _lr_at(self, base_lr: float, epoch: int) -> float:
-        raise NotImplementedError
+        raise NotSupportedError(f"{type(self).__name__} must define _lr_at()")
 
     def step(self) -> None:
         """Advance one epoch and set every group's ``lr`` to the schedule's value."""

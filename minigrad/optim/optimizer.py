@@ -27,7 +27,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import enable_grad
 from ..errors import (ArgumentError, ArgumentTypeError, DTypeError, HyperparameterError,
-                      HyperparameterTypeError, ShapeError)
+                      HyperparameterTypeError, NotSupportedError, ShapeError)
 from ..tensor import Tensor
 
 
@@ -276,7 +276,7 @@ class Optimizer:
 
     def _update(self, param: Any, grad: Any, state: dict[str, Any],
                 group: dict[str, Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+        raise NotSupportedError(f"{type(self).__name__} must implement _update")
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
