@@ -9,6 +9,8 @@ SGD) for 50,000 steps. Every ``--eval-every`` steps the run records
   hidden layer, over a fixed set of test images (the first ``PROBE_IMAGES``). For the BN
   network that input is BN's output, with the batch statistics taken over those images
   (the normalization training uses), and the running statistics are left alone.
+* with BN, the learned scale ``gamma`` and shift ``beta`` of the last BN layer: that
+  sigmoid input is ``gamma * xhat + beta``, so they say how far BN lets it move.
 
 The output folder gets the three panels of the paper's Figure 1 (accuracy, and the
 percentiles without and with BN), the metrics as CSV and JSON, the paper's other claims

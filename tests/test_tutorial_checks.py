@@ -217,7 +217,9 @@ def test_ex04_checks() -> None:
                            s.folded_boxes)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning",
+                            "ignore:divide by zero encountered:RuntimeWarning")
 def test_ex04b_checks() -> None:
     s = sol["nb04b"]
     checks.ex04b_momentum(s.MomentumSGD)
