@@ -230,4 +230,7 @@ def claim_lines(plain: dict[str, Any], bn: dict[str, Any], dp: dict[str, Any],
     lines += ["", "   | weight scale | without BN | with BN |", "   | ---: | ---: | ---: |"]
     lines += [f"   | {r['weight_scale']:g} | {_acc(r['plain_acc'])} ({r['plain_status']}) | "
               f"{_acc(r['bn_acc'])} ({r['bn_status']}) |" for r in rows]
+    lines += ["", "BN's regularisation claim (section 3.4) and its sensitivity to the batch size "
+              "are not measured by this command: `python -m models.paper_study` measures them "
+              "(docs/paper-reproduction.md)."]
     return lines
