@@ -93,6 +93,18 @@ def test_engine_exercises_fail_without_the_answer(monkeypatch: pytest.MonkeyPatc
         m.setattr(A, "mean", sol["nb00"].mean, raising=False)
         checks.ex00_mean(A)
 
+    def mean_with_sum_vjp(self, axis=None):  # forgets to divide the gradient by n
+        out = sol["nb00"].mean(self, axis)
+        shape = self.data.shape
+        out.vjp = lambda g: (np.broadcast_to(np.expand_dims(g, axis) if axis is not None else g,
+                                             shape).copy(),)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(A, "mean", mean_with_sum_vjp, raising=False)
+        with fails("a.grad through mean"):
+            checks.ex00_mean(A)
+
 
 def test_array_engine_and_unbroadcast_catch_missing_sums(monkeypatch: pytest.MonkeyPatch) -> None:
     A = sol["nb00"].Array
