@@ -19,7 +19,7 @@ PAPER_HIDDEN = (100, 100, 100)
 
 def paper_mlp(bn: bool = False, bn_impl: str = "fused", weight_scale: float = 1.0,
               hidden: tuple[int, ...] = PAPER_HIDDEN, in_features: int = 784,
-              classes: int = 10) -> nn.Sequential:
+              classes: int = 10, dropout: float = 0.0) -> nn.Sequential:
     """The paper's MLP: ``Flatten``, then per hidden layer ``Linear [-> BatchNorm1d] -> Sigmoid``.
 
     Weights are drawn from N(0, (weight_scale / sqrt(fan_in))**2): the paper says only
@@ -27,7 +27,7 @@ def paper_mlp(bn: bool = False, bn_impl: str = "fused", weight_scale: float = 1.
     sigmoid inputs near unit variance, so ``weight_scale`` says how far one strays
     from it. Biases start at zero. With BN, the Linear layers keep their bias (as in
     the paper's ``Wu + b``, which BN makes redundant) so the two networks have the same
-    layers apart from BN.
+    layers apart from BN. ``dropout > 0`` puts ``nn.Dropout(dropout)`` after each sigmoid.
     """
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = in_features
@@ -39,6 +39,8 @@ def paper_mlp(bn: bool = False, bn_impl: str = "fused", weight_scale: float = 1.
         if bn:
             layers.append(nn.BatchNorm1d(width, impl=bn_impl))
         layers.append(nn.Sigmoid())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         fan_in = width
     head = nn.Linear(fan_in, classes)
     nn.init.normal_(head.weight, 0.0, weight_scale / fan_in ** 0.5)

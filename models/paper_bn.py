@@ -9,6 +9,8 @@ SGD) for 50,000 steps. Every ``--eval-every`` steps the run records
   hidden layer, over a fixed set of test images (the first ``PROBE_IMAGES``). For the BN
   network that input is BN's output, with the batch statistics taken over those images
   (the normalization training uses), and the running statistics are left alone.
+* with BN, the learned scale ``gamma`` and shift ``beta`` of the last BN layer: that
+  sigmoid input is ``gamma * xhat + beta``, so they say how far BN lets it move.
 
 The output folder gets the three panels of the paper's Figure 1 (accuracy, and the
 percentiles without and with BN), the metrics as CSV and JSON, the paper's other claims
@@ -129,11 +131,15 @@ class RunSpec:
     seed: int = 0
     batch_size: int = PAPER_BATCH
     unit: int = DEFAULT_UNIT
+    dropout: float = 0.0  # dropout probability after each hidden sigmoid (0: none)
+    train_eval: int = 0   # at each record, also the accuracy on this many training images
 
     @property
     def name(self) -> str:
         net = "bn" if self.bn else "plain"
-        return f"{net} lr={self.lr:g} scale={self.weight_scale:g} steps={self.steps}"
+        extra = "" if self.batch_size == PAPER_BATCH else f" batch={self.batch_size}"
+        extra += f" dropout={self.dropout:g}" if self.dropout else ""
+        return f"{net} lr={self.lr:g} scale={self.weight_scale:g} steps={self.steps}{extra}"
 
 
 @contextlib.contextmanager
@@ -179,24 +185,38 @@ def test_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, chunk: int = 2
     return evaluate(model, TensorDataset(x, y), batch_size=chunk)[1]
 
 
+def last_bn_parameters(model: nn.Module) -> tuple[list[float], list[float]] | None:
+    """gamma and beta of the last BatchNorm layer (one value per unit), or None without BN."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    if not bns:
+        return None
+    return bns[-1].weight.numpy().tolist(), bns[-1].bias.numpy().tolist()
+
+
 def train_run(spec: RunSpec, data_spec: DataSpec,
               progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Train one network as ``spec`` says; return its records as plain lists.
 
     Records are taken at step 0 and every ``eval_every`` steps (and at the last step):
-    ``test_acc``, ``train_loss`` (the mean over the steps since the previous record)
-    and ``pct`` (percentiles x units of the last hidden layer's sigmoid inputs).
+    ``test_acc``, ``train_loss`` (the mean over the steps since the previous record),
+    ``pct`` (percentiles x units of the last hidden layer's sigmoid inputs), with BN
+    ``gamma`` and ``beta`` of the last BN layer, and with ``spec.train_eval`` the
+    ``train_acc`` on the first that many training images (evaluation mode).
     A non-finite loss ends the run early; ``nonfinite_step`` says when.
     """
     data = load_data(data_spec)
     mg.manual_seed(spec.seed)  # the BN layers draw nothing: both networks get equal weights
-    model = paper_mlp(bn=spec.bn, weight_scale=spec.weight_scale)
+    model = paper_mlp(bn=spec.bn, weight_scale=spec.weight_scale, dropout=spec.dropout)
     opt = mg.optim.SGD(model.parameters(), lr=spec.lr)
     # The shuffle depends on the seed only, so both networks see the same batches.
     loader = DataLoader(data.train, batch_size=spec.batch_size, shuffle=True, drop_last=True,
                         seed=spec.seed)
     out: dict[str, Any] = {"step": [], "test_acc": [], "train_loss": [], "pct": [],
-                           "nonfinite_step": None}
+                           "gamma": [], "beta": [], "train_acc": [], "nonfinite_step": None}
+    if spec.train_eval:
+        n = min(spec.train_eval, len(data.train))
+        train_x = data.train.images[:n].reshape(n, -1).astype(np.float32) / np.float32(255)
+        train_y = np.asarray(data.train.labels[:n])
     eval_seconds = 0.0
 
     def record(step: int, loss: float) -> None:
@@ -206,6 +226,12 @@ def train_run(spec: RunSpec, data_spec: DataSpec,
         out["test_acc"].append(test_accuracy(model, data.test_x, data.test_y))
         out["train_loss"].append(loss)
         out["pct"].append(percentiles(last_sigmoid_inputs(model, data.probe_x)).tolist())
+        bn_params = last_bn_parameters(model)
+        if bn_params is not None:
+            out["gamma"].append(bn_params[0])
+            out["beta"].append(bn_params[1])
+        if spec.train_eval:
+            out["train_acc"].append(test_accuracy(model, train_x, train_y))
         eval_seconds += time.perf_counter() - t
 
     record(0, math.nan)

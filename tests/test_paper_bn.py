@@ -249,3 +249,13 @@ def test_missing_data_gives_one_line_from_the_command(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot find" in proc.stderr and str(tmp_path) in proc.stderr
+
+
+@needs_fashion
+def test_summary_explains_bn_spread_by_gamma(quick_run: Path) -> None:
+    """The BN sigmoid input is gamma * xhat + beta: the summary reports the learned gamma of
+    the tracked unit, read from the metrics, beside the spread it explains."""
+    data = json.loads((quick_run / "metrics.json").read_text())
+    bn = next(r for r in data["runs"] if r["role"] == "main" and r["spec"]["bn"])
+    gamma_end = bn["gamma"][-1][bn["spec"]["unit"]]
+    assert f"went from 1.00 to {gamma_end:.2f}" in (quick_run / "summary.md").read_text()
