@@ -287,7 +287,8 @@ def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -> 
     check_ndim(op, x, 4, "(N, C, H, W)")
     check_float(op, input=x)
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+        raise ShapeError(f"{op}: padding {p} must be at most half the kernel size {k} "
+                         f"(input shape {tuple(x.shape)})")
     hp, wp = x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]
     if hp < k[0] or wp < k[1]:
         raise ShapeError(f"{op}: kernel {k[0]}x{k[1]} is larger than the padded input "
