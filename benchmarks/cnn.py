@@ -15,8 +15,8 @@ The workloads (float32, softmax cross-entropy, plain SGD with lr 0.1, training m
 
 Every framework starts from the same weights and batch; the script checks that their
 first losses agree, then times them in turns (``chunk`` steps each, so that a change in
-machine load hits all alike) and prints the median wall-clock milliseconds per step,
-the system (kernel) time per step, and the ratios to PyTorch.
+machine load hits all alike) and prints the median wall-clock and CPU milliseconds per
+step, the system (kernel) time per step, and the ratios to PyTorch.
 
     python benchmarks/cnn.py [--workload mlp-bn|lenet-bn|resnet|all] [--steps N]
         [--keep-freed-memory on|off]
@@ -38,6 +38,7 @@ import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -159,26 +160,42 @@ def _sys_seconds() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
+@dataclass
+class Timing:
+    """Per framework: median wall and CPU milliseconds per step, mean system ms per step."""
+
+    wall_ms: float
+    cpu_ms: float
+    sys_ms: float
+
+
 def time_steps(steps_by_name: dict[str, Callable[[], float]], steps: int, warmup: int,
-               chunk: int = 5) -> dict[str, tuple[float, float]]:
-    """Median wall ms per step and mean system ms per step of each framework, in turns."""
+               chunk: int = 5) -> dict[str, Timing]:
+    """Time each framework's step, the frameworks taking turns ``chunk`` steps at a time.
+
+    CPU time (of this process) is reported beside wall time: on a shared machine a
+    step that waits for a core shows up in the wall time only.
+    """
     for f in steps_by_name.values():
         for _ in range(warmup):
             f()
     wall: dict[str, list[float]] = {k: [] for k in steps_by_name}
+    cpu: dict[str, list[float]] = {k: [] for k in steps_by_name}
     sys_s = dict.fromkeys(steps_by_name, 0.0)
     for _ in range(max(1, steps // chunk)):
         for k, f in steps_by_name.items():
             s0 = _sys_seconds()
             for _ in range(chunk):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 f()
                 wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
             sys_s[k] += _sys_seconds() - s0
-    return {k: (1e3 * statistics.median(v), 1e3 * sys_s[k] / len(v)) for k, v in wall.items()}
+    return {k: Timing(1e3 * statistics.median(wall[k]), 1e3 * statistics.median(cpu[k]),
+                      1e3 * sys_s[k] / len(wall[k])) for k in steps_by_name}
 
 
-def run(workload: str, steps: int, warmup: int) -> dict[str, tuple[float, float]]:
+def run(workload: str, steps: int, warmup: int) -> dict[str, Timing]:
     rng = np.random.default_rng(0)
     n = BATCH[workload]
     x = rng.random((n, 1, 28, 28), dtype=np.float32)
@@ -224,14 +241,17 @@ def main() -> None:
         keep = "on (not available here: the C library is not glibc)"
     print(f"training step (forward, backward, SGD), one thread, float32; "
           f"keep_freed_memory: {keep}")
-    print(f"{'workload':9s} {'framework':10s} {'ms/step':>9s} {'sys ms':>7s} {'vs torch':>9s}")
+    print(f"{'workload':9s} {'framework':10s} {'wall ms':>8s} {'cpu ms':>8s} {'sys ms':>7s} "
+          f"{'wall vs torch':>14s} {'cpu vs torch':>13s}")
     for workload in BATCH if args.workload == "all" else [args.workload]:
         steps = args.steps or (400 if workload == "mlp-bn" else 60)
         res = run(workload, steps, args.warmup)
-        for k, (ms, sys_ms) in res.items():
-            vs_t = f"{ms / res['pytorch'][0]:.2f}x" if "pytorch" in res else "-"
-            print(f"{workload:9s} {k:10s} {ms:9.2f} {sys_ms:7.2f} {vs_t:>9s}", flush=True)
-
+        ref = res.get("pytorch")
+        for k, t in res.items():
+            vs_wall = f"{t.wall_ms / ref.wall_ms:.2f}x" if ref else "-"
+            vs_cpu = f"{t.cpu_ms / ref.cpu_ms:.2f}x" if ref else "-"
+            print(f"{workload:9s} {k:10s} {t.wall_ms:8.2f} {t.cpu_ms:8.2f} {t.sys_ms:7.2f} "
+                  f"{vs_wall:>14s} {vs_cpu:>13s}", flush=True)
 
 if __name__ == "__main__":
     main()

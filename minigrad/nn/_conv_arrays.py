@@ -11,9 +11,9 @@ How each pass is laid out, and why:
   GEMM needs (a BLAS matrix cannot have overlapping rows, so this copy cannot be
   avoided in NumPy). ``w (F, K) @ cols`` is then one batched GEMM whose result is
   already (N, F, Ho, Wo).
-* weight gradient: ``sum_n g[n] @ cols[n].T`` with the columns saved by the forward
-  pass. N small products beat one long product over N*L (measured: the long inner
-  dimension makes OpenBLAS's single call 1.5-3x slower here).
+* weight gradient: ``sum_n (cols[n] @ g[n].T).T`` with the columns saved by the
+  forward pass. N small products beat one long product over N*L (measured: the long
+  inner dimension makes OpenBLAS's single call up to 3x slower here).
 * input gradient, two ways, chosen by which touches less memory:
 
   - col2im: ``gcols = w.T @ g`` (N, K, L), then one strided add per kernel offset
@@ -78,7 +78,10 @@ def conv_forward(x: Any, w: Any, b: Any, stride: tuple[int, int],
 def weight_grad(g: Any, cols: Any, w_shape: tuple) -> Any:
     """``dL/dw`` (F, C, kh, kw) from ``g`` (N, F, Ho, Wo) and the forward's ``cols``."""
     n, f = g.shape[:2]
-    return (g.reshape(n, f, -1) @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+    # cols[n] @ g[n].T (K, F) rather than g[n] @ cols[n].T (F, K): the same products,
+    # but OpenBLAS runs the tall-times-transposed form 1.5-1.7x faster at these sizes.
+    gw_t = (cols @ g.reshape(n, f, -1).transpose(0, 2, 1)).sum(axis=0)
+    return gw_t.T.reshape(w_shape)
 
 
 def bias_grad(g: Any) -> Any:
