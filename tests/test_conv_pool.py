@@ -57,8 +57,7 @@ def test_every_input_grad_algorithm_equals_plain_col2im(rng, kernel, padding, ci
     g = rng.standard_normal((3, cout, ho, wo))
     ref = ca.col2im(w.reshape(cout, -1).T @ g.reshape(3, cout, -1), x_shape, (kh, kw), (1, 1),
                     pad)
-    full = ca._col2im_full_width(ca._gcols_full_width(g, w, x_shape, pad), x_shape, (kh, kw),
-                                 pad)
+    full = ca._col2im_full_width(g, w, x_shape, pad)
     np.testing.assert_allclose(full, ref, rtol=1e-12, atol=1e-12)
     if pad[0] < kh and pad[1] < kw:
         np.testing.assert_allclose(ca._input_grad_as_conv(g, w, pad), ref, rtol=1e-12,
@@ -87,6 +86,31 @@ def test_conv2d_matches_torch_every_geometry(torch, rng, dtype, kernel, stride, 
     for m, t in ((mx, tx), (mw, tw), (mb, tb)):
         assert m.grad.dtype == dtype
         np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("images_per_slice", [1, 2])
+@pytest.mark.parametrize("kernel,stride,padding,cin,cout", [
+    (3, 1, 1, 3, 3), (5, 1, 0, 2, 4), (3, 2, 1, 2, 3), (1, 1, 0, 3, 2), (3, 1, 0, 2, 2)])
+def test_conv2d_in_batch_slices_matches_torch(torch, rng, monkeypatch, kernel, stride, padding,
+                                              cin, cout, images_per_slice):
+    """The CPU path builds columns a few images at a time: with slices of 1 or 2 images
+    over a batch of 5 (the last slice shorter), values and gradients are unchanged."""
+    x = rng.standard_normal((5, cin, 7, 6))
+    w = rng.standard_normal((cout, cin, kernel, kernel))
+    ho, wo = (7 + 2 * padding - kernel) // stride + 1, (6 + 2 * padding - kernel) // stride + 1
+    # Bytes of columns per image (float64): the forward's, and the full-width col2im's.
+    columns = cin * kernel * kernel * 8 * max(ho * wo, (ho - 1) * (6 + 2 * padding) + wo)
+    monkeypatch.setattr(ca, "CHUNK_BYTES", images_per_slice * columns)
+    mx, mw = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = F.conv2d(mx, mw, stride=stride, padding=padding)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=padding)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-11, atol=1e-11)
+    seed = rng.standard_normal(y.shape)
+    y.backward(mg.tensor(seed))
+    ty.backward(torch.tensor(seed))
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(mw.grad.numpy(), tw.grad.numpy(), rtol=1e-11, atol=1e-11)
 
 
 POOLS = [  # kernel, stride, padding, H x W

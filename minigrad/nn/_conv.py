@@ -4,7 +4,8 @@ For an input ``x`` (N, C, H, W) and a kernel ``w`` (F, C, kh, kw), im2col copies
 every receptive field into the columns of ``cols`` (N, C*kh*kw, Ho*Wo); then
 ``y = w.reshape(F, -1) @ cols`` is the whole convolution, (N, F, Ho*Wo), already
 in (N, F, Ho, Wo) order. The array work, and the choices that keep it to few
-passes over memory, live in `_conv_arrays`.
+passes over memory (the columns are built a slice of the batch at a time and never
+kept for backward), live in `_conv_arrays`.
 
 The VJP has two parts, each an op of its own so that it can be differentiated
 again (double backward):
@@ -35,14 +36,13 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any = None, stride: tuple = (1, 1),
                 padding: tuple = (0, 0)) -> Any:
-        y, cols = ca.conv_forward(x, w, b, stride, padding)
         ctx.stride, ctx.padding, ctx.x_shape = stride, padding, tuple(x.shape)
-        ctx.save_for_backward(x, w, cols)
-        return y
+        ctx.save_for_backward(x, w)
+        return ca.conv_forward(x, w, b, stride, padding)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        x, w, cols = ctx.saved_tensors
+        x, w = ctx.saved_tensors
         need = ctx.needs_input_grad
         stride, padding = ctx.stride, ctx.padding
         if isinstance(g, Tensor):  # create_graph: gradients as recorded, differentiable ops
@@ -51,9 +51,9 @@ class Conv2d(Function):
             gw = conv2d_weight_grad(x, g, kernel=tuple(w.shape[2:]), stride=stride,
                                     padding=padding) if need[1] else None
             gb = g.sum(axis=(0, 2, 3)) if len(need) > 2 and need[2] else None
-        else:  # plain backward: reuse the columns saved by the forward pass
+        else:  # plain backward, on arrays
             gx = ca.input_grad(g, w, ctx.x_shape, stride, padding) if need[0] else None
-            gw = ca.weight_grad(g, cols, w.shape) if need[1] else None
+            gw = ca.weight_grad(x, g, tuple(w.shape[2:]), stride, padding) if need[1] else None
             gb = ca.bias_grad(g) if len(need) > 2 and need[2] else None
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
@@ -95,8 +95,7 @@ class Conv2dWeightGrad(Function):
     def forward(ctx: Any, x: Any, g: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
         ctx.stride, ctx.padding, ctx.x_shape = stride, padding, tuple(x.shape)
         ctx.save_for_backward(x, g)
-        cols = ca.im2col(x, kernel, stride, padding)
-        return ca.weight_grad(g, cols, (g.shape[1], x.shape[1]) + tuple(kernel))
+        return ca.weight_grad(x, g, tuple(kernel), stride, padding)
 
     @staticmethod
     def backward(ctx: Any, gw: Any) -> Any:
