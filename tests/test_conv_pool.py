@@ -46,23 +46,26 @@ def test_conv2d_gradgradcheck(rng, kernel, stride, padding, cin, cout):
 
 @pytest.mark.parametrize("kernel,padding,cin,cout,hw", [
     (3, 0, 2, 3, (7, 6)), (3, 1, 3, 3, (6, 6)), (5, 2, 2, 4, (8, 7)), (5, 0, 6, 16, (12, 12)),
-    (1, 0, 3, 2, (4, 5)), ((3, 5), (2, 1), 2, 2, (5, 9)), (3, 2, 2, 2, (5, 5))])
-def test_every_input_grad_algorithm_equals_plain_col2im(rng, kernel, padding, cin, cout, hw):
-    """With stride 1 the input gradient has three algorithms; all must give col2im's answer."""
+    (1, 0, 3, 2, (4, 5)), (1, 1, 2, 2, (3, 3)), ((3, 5), (2, 1), 2, 2, (5, 9)),
+    (3, 2, 2, 2, (5, 5)), (5, 0, 1, 6, (9, 9))])
+def test_shifted_rows_equal_columns(rng, kernel, padding, cin, cout, hw):
+    """With stride 1 each pass has a shifted-rows algorithm; each must give the plain
+    im2col/col2im answer, whichever one the size heuristics would pick."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     pad = (padding, padding) if isinstance(padding, int) else padding
-    x_shape = (3, cin) + hw
+    x = rng.standard_normal((3, cin) + hw)
     w = rng.standard_normal((cout, cin, kh, kw))
-    ho, wo = hw[0] + 2 * pad[0] - kh + 1, hw[1] + 2 * pad[1] - kw + 1
-    g = rng.standard_normal((3, cout, ho, wo))
-    ref = ca.col2im(w.reshape(cout, -1).T @ g.reshape(3, cout, -1), x_shape, (kh, kw), (1, 1),
-                    pad)
-    full = ca._col2im_full_width(g, w, x_shape, pad)
-    np.testing.assert_allclose(full, ref, rtol=1e-12, atol=1e-12)
-    if pad[0] < kh and pad[1] < kw:
-        np.testing.assert_allclose(ca._input_grad_as_conv(g, w, pad), ref, rtol=1e-12,
-                                   atol=1e-12)
-    np.testing.assert_allclose(ca.input_grad(g, w, x_shape, (1, 1), pad), ref, rtol=1e-12,
+    y = ca._forward_columns(x, w, (1, 1), pad)
+    np.testing.assert_allclose(ca._forward_rows(x, w, pad), y, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gw = ca._weight_grad_columns(x, g, (kh, kw), (1, 1), pad)
+    np.testing.assert_allclose(ca._weight_grad_rows(x, g, (kh, kw), pad), gw, rtol=1e-12,
+                               atol=1e-12)
+    gx = ca.col2im(w.reshape(cout, -1).T @ g.reshape(3, cout, -1), x.shape, (kh, kw), (1, 1),
+                   pad)
+    np.testing.assert_allclose(ca._input_grad_rows(g, w, x.shape, pad), gx, rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(ca.input_grad(g, w, x.shape, (1, 1), pad), gx, rtol=1e-12,
                                atol=1e-12)
 
 
@@ -98,9 +101,12 @@ def test_conv2d_in_batch_slices_matches_torch(torch, rng, monkeypatch, kernel, s
     x = rng.standard_normal((5, cin, 7, 6))
     w = rng.standard_normal((cout, cin, kernel, kernel))
     ho, wo = (7 + 2 * padding - kernel) // stride + 1, (6 + 2 * padding - kernel) // stride + 1
-    # Bytes of columns per image (float64): the forward's, and the full-width col2im's.
-    columns = cin * kernel * kernel * 8 * max(ho * wo, (ho - 1) * (6 + 2 * padding) + wo)
-    monkeypatch.setattr(ca, "CHUNK_BYTES", images_per_slice * columns)
+    # The largest buffer per image (float64) of the passes: columns, or shifted rows of
+    # the input or of the output gradient; each pass then takes >= images_per_slice.
+    wp = 6 + 2 * padding
+    per_image = 8 * kernel * max(cin * kernel * ho * wo, cin * (7 + 2 * padding) * wp,
+                                 cout * ho * wp)
+    monkeypatch.setattr(ca, "CHUNK_BYTES", images_per_slice * per_image)
     mx, mw = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     y = F.conv2d(mx, mw, stride=stride, padding=padding)
