@@ -154,7 +154,9 @@ def _shifted_slices(a: Any, shifts: int, length: int) -> Iterator[tuple[int, int
     n, d = a.shape[:2]
     xp = xp_of(a)
     step = _slice_size(xp, n, d * shifts * length * a.itemsize)
-    buf = xp.zeros((step, d, shifts, length), dtype=a.dtype)  # the t < b corners stay 0
+    buf = xp.empty((step, d, shifts, length), dtype=a.dtype)
+    for b in range(1, shifts):  # zeroed once: the copies below never write there
+        buf[:, :, b, :b] = 0
     for i in range(0, n, step):
         m = min(step, n - i)
         for b in range(shifts):
@@ -174,7 +176,9 @@ def _input_rows(x: Any, kw: int, padding: Geometry) -> Iterator[tuple[int, int, 
     flat = xpad.reshape(n, c, hp * wp)
     xp = xp_of(x)
     step = _slice_size(xp, n, c * kw * hp * wp * x.itemsize)
-    buf = xp.zeros((step, c, kw, hp * wp), dtype=x.dtype)
+    buf = xp.empty((step, c, kw, hp * wp), dtype=x.dtype)
+    for b in range(1, kw):  # zeroed once: the copies below never write there
+        buf[:, :, b, hp * wp - b:] = 0
     for i in range(0, n, step):
         m = min(step, n - i)
         for b in range(kw):
@@ -220,8 +224,9 @@ def _forward_rows(x: Any, w: Any, padding: Geometry) -> Any:
 def _full_width(g: Any, wp: int) -> Any:
     """``g`` (N, F, Ho, Wo) zero-padded on the right to (N, F, Ho*Wp)."""
     n, f, ho, wo = g.shape
-    out = xp_of(g).zeros((n, f, ho, wp), dtype=g.dtype)
+    out = xp_of(g).empty((n, f, ho, wp), dtype=g.dtype)
     out[:, :, :, :wo] = g
+    out[:, :, :, wo:] = 0
     return out.reshape(n, f, ho * wp)
 
 
