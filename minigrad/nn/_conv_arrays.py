@@ -167,22 +167,29 @@ def _shifted_slices(a: Any, shifts: int, length: int) -> Iterator[tuple[int, int
 def _input_rows(x: Any, kw: int, padding: Geometry) -> Iterator[tuple[int, int, Any]]:
     """Shifted rows of the padded input: ``rows[:, c, b, t] = xpad_flat[:, c, t + b]``.
 
-    Shifting the other way round than `_shifted_slices` (left, not right): the last
-    b pixels of row b, past the end of the image, stay zero; only junk output
-    columns read them.
+    Row 0 is the padded image itself: ``x`` is copied into its interior, and its
+    border, zeroed once, is the padding (no padded copy of the whole batch is made).
+    Row b is row 0 shifted left by b pixels; its last b pixels, past the end of the
+    image, stay zero, and only junk output columns read them.
     """
-    xpad = pad_spatial(x, padding)
-    n, c, hp, wp = xpad.shape
-    flat = xpad.reshape(n, c, hp * wp)
+    n, c, h, w = x.shape
+    (ph, pw) = padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    size = hp * wp
     xp = xp_of(x)
-    step = _slice_size(xp, n, c * kw * hp * wp * x.itemsize)
-    buf = xp.empty((step, c, kw, hp * wp), dtype=x.dtype)
-    for b in range(1, kw):  # zeroed once: the copies below never write there
-        buf[:, :, b, hp * wp - b:] = 0
+    step = _slice_size(xp, n, c * kw * size * x.itemsize)
+    buf = xp.empty((step, c, kw, size), dtype=x.dtype)
+    image = buf[:, :, 0].reshape(step, c, hp, wp)  # a view: row 0 as images
+    if ph or pw:  # zeroed once: the copies below never write there
+        image[:, :, :ph] = image[:, :, hp - ph:] = 0
+        image[:, :, :, :pw] = image[:, :, :, wp - pw:] = 0
+    for b in range(1, kw):
+        buf[:, :, b, size - b:] = 0
     for i in range(0, n, step):
         m = min(step, n - i)
-        for b in range(kw):
-            buf[:m, :, b, :hp * wp - b] = flat[i:i + m, :, b:]
+        image[:m, :, ph:ph + h, pw:pw + w] = x[i:i + m]
+        for b in range(1, kw):
+            buf[:m, :, b, :size - b] = buf[:m, :, 0, b:]
         yield i, i + m, buf[:m]
 
 
