@@ -52,8 +52,7 @@ class Conv2d(Function):
                                     padding=padding) if need[1] else None
             gb = g.sum(axis=(0, 2, 3)) if len(need) > 2 and need[2] else None
         else:  # plain backward, on arrays
-            gx = ca.input_grad(g, w, ctx.x_shape, stride, padding) if need[0] else None
-            gw = ca.weight_grad(x, g, tuple(w.shape[2:]), stride, padding) if need[1] else None
+            gx, gw = ca.conv_backward(x, w, g, stride, padding, need[0], need[1])
             gb = ca.bias_grad(g) if len(need) > 2 and need[2] else None
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 

@@ -58,6 +58,11 @@ def _pointwise(kernel: Geometry, stride: Geometry, padding: Geometry) -> bool:
     return kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
 
 
+def _uses_rows_backward(kernel: Geometry, stride: Geometry, padding: Geometry) -> bool:
+    """Whether the gradients use shifted rows (always, for stride 1 but pointwise)."""
+    return stride == (1, 1) and not _pointwise(kernel, stride, padding)
+
+
 def _uses_rows(w_shape: tuple, x_shape: tuple, stride: Geometry, padding: Geometry) -> bool:
     """Whether the forward pass should use shifted rows rather than columns."""
     f, c, kh, kw = w_shape
@@ -237,7 +242,8 @@ def _full_width(g: Any, wp: int) -> Any:
     return out.reshape(n, f, ho * wp)
 
 
-def _weight_grad_rows(x: Any, g: Any, kernel: Geometry, padding: Geometry) -> Any:
+def _weight_grad_rows(x: Any, g: Any, kernel: Geometry, padding: Geometry,
+                      g_full: Any = None) -> Any:
     """``dL/dw[:, :, a, :] = sum_n rows_a[n] @ g_full[n].T`` for each kernel row ``a``;
     the zero columns of ``g_full`` cancel the junk columns of the rows."""
     n, c, h, wd = x.shape
@@ -245,7 +251,9 @@ def _weight_grad_rows(x: Any, g: Any, kernel: Geometry, padding: Geometry) -> An
     kh, kw = kernel
     wp = wd + 2 * padding[1]
     length = g.shape[2] * wp
-    g_t = _full_width(g, wp).transpose(0, 2, 1)  # (N, Ho*Wp, F), a view
+    if g_full is None:
+        g_full = _full_width(g, wp)
+    g_t = g_full.transpose(0, 2, 1)  # (N, Ho*Wp, F), a view
     acc = xp_of(g).zeros((kh, c * kw, f), dtype=g.dtype)
     for i, j, rows in _input_rows(x, kw, padding):
         for a in range(kh):
@@ -254,7 +262,8 @@ def _weight_grad_rows(x: Any, g: Any, kernel: Geometry, padding: Geometry) -> An
     return acc.reshape(kh, c, kw, f).transpose(3, 1, 0, 2).copy()
 
 
-def _input_grad_rows(g: Any, w: Any, x_shape: tuple, padding: Geometry) -> Any:
+def _input_grad_rows(g: Any, w: Any, x_shape: tuple, padding: Geometry,
+                     g_full: Any = None) -> Any:
     """``dL/dx``: kernel row ``a`` adds ``w[:, :, a, :].T @ shifted(g_full)`` at ``a*Wp``.
 
     Shifting g right by b pixels lines each gradient up with the pixel its window
@@ -270,7 +279,9 @@ def _input_grad_rows(g: Any, w: Any, x_shape: tuple, padding: Geometry) -> Any:
               for a in range(kh)]
     out = xp.zeros((n, c, hp * wp), dtype=g.dtype)
     part = None
-    for i, j, rows in _shifted_slices(_full_width(g, wp), kw, length):
+    if g_full is None:
+        g_full = _full_width(g, wp)
+    for i, j, rows in _shifted_slices(g_full, kw, length):
         m = j - i
         if part is None:
             part = xp.empty((m, c, length), dtype=g.dtype)
@@ -293,25 +304,41 @@ def conv_forward(x: Any, w: Any, b: Any, stride: Geometry, padding: Geometry) ->
     return y
 
 
-def weight_grad(x: Any, g: Any, kernel: Geometry, stride: Geometry,
-                padding: Geometry) -> Any:
-    """``dL/dw`` (F, C, kh, kw) from the input ``x`` and the output gradient ``g``."""
+def weight_grad(x: Any, g: Any, kernel: Geometry, stride: Geometry, padding: Geometry,
+                g_full: Any = None) -> Any:
+    """``dL/dw`` (F, C, kh, kw) from the input ``x`` and the output gradient ``g``
+    (``g_full``: ``g`` in full-width layout, if the caller has it already)."""
     kernel = tuple(kernel)
-    if stride == (1, 1) and not _pointwise(kernel, stride, padding):
-        return _weight_grad_rows(x, g, kernel, padding)
+    if _uses_rows_backward(kernel, stride, padding):
+        return _weight_grad_rows(x, g, kernel, padding, g_full)
     return _weight_grad_columns(x, g, kernel, stride, padding)
 
 
-def input_grad(g: Any, w: Any, x_shape: tuple, stride: Geometry, padding: Geometry) -> Any:
-    """``dL/dx`` (N, C, H, W) of a convolution, for ``g`` (N, F, Ho, Wo)."""
+def input_grad(g: Any, w: Any, x_shape: tuple, stride: Geometry, padding: Geometry,
+               g_full: Any = None) -> Any:
+    """``dL/dx`` (N, C, H, W) of a convolution, for ``g`` (N, F, Ho, Wo)
+    (``g_full``: ``g`` in full-width layout, if the caller has it already)."""
     kernel = tuple(w.shape[2:])
     f = w.shape[0]
     if _pointwise(kernel, stride, padding):  # the columns are the input gradient
         return (w.reshape(f, -1).T @ g.reshape(g.shape[0], f, -1)).reshape(x_shape)
-    if stride == (1, 1):
-        return _input_grad_rows(g, w, x_shape, padding)
+    if _uses_rows_backward(kernel, stride, padding):
+        return _input_grad_rows(g, w, x_shape, padding, g_full)
     gcols = w.reshape(f, -1).T @ g.reshape(g.shape[0], f, -1)
     return col2im(gcols, x_shape, kernel, stride, padding)
+
+
+def conv_backward(x: Any, w: Any, g: Any, stride: Geometry, padding: Geometry,
+                  need_x: bool = True, need_w: bool = True) -> tuple[Any, Any]:
+    """``(dL/dx, dL/dw)`` (None where not needed), padding ``g`` to full width once for
+    both."""
+    kernel = tuple(w.shape[2:])
+    g_full = None
+    if need_x and need_w and _uses_rows_backward(kernel, stride, padding):
+        g_full = _full_width(g, x.shape[3] + 2 * padding[1])
+    gx = input_grad(g, w, tuple(x.shape), stride, padding, g_full) if need_x else None
+    gw = weight_grad(x, g, kernel, stride, padding, g_full) if need_w else None
+    return gx, gw
 
 
 def bias_grad(g: Any) -> Any:
