@@ -183,8 +183,9 @@ def _input_rows(x: Any, kw: int, padding: Geometry) -> Iterator[tuple[int, int, 
     size = hp * wp
     xp = xp_of(x)
     step = _slice_size(xp, n, c * kw * size * x.itemsize)
-    buf = xp.empty((step, c, kw, size), dtype=x.dtype)
-    image = buf[:, :, 0].reshape(step, c, hp, wp)  # a view: row 0 as images
+    images = xp.empty((step, c, kw, hp, wp), dtype=x.dtype)
+    buf = images.reshape(step, c, kw, size)  # a view, as is images[:, :, 0]
+    image = images[:, :, 0]
     if ph or pw:  # zeroed once: the copies below never write there
         image[:, :, :ph] = image[:, :, hp - ph:] = 0
         image[:, :, :, :pw] = image[:, :, :, wp - pw:] = 0
