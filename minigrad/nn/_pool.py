@@ -258,11 +258,21 @@ class AvgUnpool2d(Function):
         ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(x_shape, kernel, stride, padding)
         xp = xp_of(g)
-        gs = g * (1.0 / (kernel[0] * kernel[1]))
+        scale = 1.0 / (kernel[0] * kernel[1])
         if _tiles(x_shape, kernel, stride, padding):
+            # Scale g into the first row of each window (kw strided writes), then copy
+            # that row to the others (contiguous runs): faster than one copy of a
+            # broadcast view, whose innermost loop would be kw elements long.
             (kh, kw) = kernel
-            spread = xp.broadcast_to(gs.reshape(n * c * ho, 1, wo, 1), (n * c * ho, kh, wo, kw))
-            return spread.reshape(x_shape)  # the reshape makes the one copy
+            gx = xp.empty((n * c * ho, kh, wo, kw), dtype=g.dtype)
+            first = gx[:, 0]
+            g2 = g.reshape(n * c * ho, wo)
+            for j in range(kw):
+                xp.multiply(g2, scale, out=first[..., j])
+            for i in range(1, kh):
+                gx[:, i] = first
+            return gx.reshape(x_shape)
+        gs = g * scale
         gpad = xp.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype=g.dtype)
         for v in _windows(gpad, kernel, stride, (ho, wo)):
             v += gs
