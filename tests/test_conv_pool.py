@@ -96,17 +96,11 @@ def test_conv2d_matches_torch_every_geometry(torch, rng, dtype, kernel, stride, 
     (3, 1, 1, 3, 3), (5, 1, 0, 2, 4), (3, 2, 1, 2, 3), (1, 1, 0, 3, 2), (3, 1, 0, 2, 2)])
 def test_conv2d_in_batch_slices_matches_torch(torch, rng, monkeypatch, kernel, stride, padding,
                                               cin, cout, images_per_slice):
-    """The CPU path builds columns a few images at a time: with slices of 1 or 2 images
-    over a batch of 5 (the last slice shorter), values and gradients are unchanged."""
+    """The CPU path builds columns or shifted rows a few images at a time: with slices of 1 or 2
+    images over a batch of 5 (the last slice shorter), values and gradients are unchanged."""
     x = rng.standard_normal((5, cin, 7, 6))
     w = rng.standard_normal((cout, cin, kernel, kernel))
-    ho, wo = (7 + 2 * padding - kernel) // stride + 1, (6 + 2 * padding - kernel) // stride + 1
-    # The largest buffer per image (float64) of the passes: columns, or shifted rows of
-    # the input or of the output gradient; each pass then takes >= images_per_slice.
-    wp = 6 + 2 * padding
-    per_image = 8 * kernel * max(cin * kernel * ho * wo, cin * (7 + 2 * padding) * wp,
-                                 cout * ho * wp)
-    monkeypatch.setattr(ca, "CHUNK_BYTES", images_per_slice * per_image)
+    monkeypatch.setattr(ca, "_slice_size", lambda xp, n, nbytes: min(n, images_per_slice))
     mx, mw = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     y = F.conv2d(mx, mw, stride=stride, padding=padding)

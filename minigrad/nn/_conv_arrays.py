@@ -162,13 +162,15 @@ def col2im(cols: Any, x_shape: tuple, kernel: Geometry, stride: Geometry,
 
 
 # ----------------------------------------------------------------- the shifted-rows layout
-def _shifted_slices(a: Any, shifts: int, length: int) -> Iterator[tuple[int, int, Any]]:
+def _shifted_slices(a: Any, shifts: int, length: int,
+                    other_bytes: int = 0) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(start, stop, rows)`` with rows (m, D, shifts, length) such that
     ``rows[:, d, b, t] = a[start:stop, d, t - b]`` (zero where ``t < b``), for ``a``
-    (N, D, length) contiguous in its last axis. The buffer is reused between slices."""
+    (N, D, length) contiguous in its last axis. The buffer is reused between slices;
+    ``other_bytes`` per image of the caller's own slice buffers count towards its size."""
     n, d = a.shape[:2]
     xp = xp_of(a)
-    step = _slice_size(xp, n, d * shifts * length * a.itemsize)
+    step = _slice_size(xp, n, d * shifts * length * a.itemsize + other_bytes)
     buf = xp.empty((step, d, shifts, length), dtype=a.dtype)
     for b in range(1, shifts):  # zeroed once: the copies below never write there
         buf[:, :, b, :b] = 0
@@ -179,20 +181,22 @@ def _shifted_slices(a: Any, shifts: int, length: int) -> Iterator[tuple[int, int
         yield i, i + m, buf[:m]
 
 
-def _input_rows(x: Any, kw: int, padding: Geometry) -> Iterator[tuple[int, int, Any]]:
+def _input_rows(x: Any, kw: int, padding: Geometry,
+                other_bytes: int = 0) -> Iterator[tuple[int, int, Any]]:
     """Shifted rows of the padded input: ``rows[:, c, b, t] = xpad_flat[:, c, t + b]``.
 
     Row 0 is the padded image itself: ``x`` is copied into its interior, and its
     border, zeroed once, is the padding (no padded copy of the whole batch is made).
     Row b is row 0 shifted left by b pixels; its last b pixels, past the end of the
-    image, stay zero, and only junk output columns read them.
+    image, stay zero, and only junk output columns read them. ``other_bytes`` as in
+    `_shifted_slices`.
     """
     n, c, h, w = x.shape
     (ph, pw) = padding
     hp, wp = h + 2 * ph, w + 2 * pw
     size = hp * wp
     xp = xp_of(x)
-    step = _slice_size(xp, n, c * kw * size * x.itemsize)
+    step = _slice_size(xp, n, c * kw * size * x.itemsize + other_bytes)
     images = xp.empty((step, c, kw, hp, wp), dtype=x.dtype)
     buf = images.reshape(step, c, kw, size)  # a view, as is images[:, :, 0]
     image = images[:, :, 0]
@@ -232,7 +236,7 @@ def _forward_rows(x: Any, w: Any, padding: Geometry) -> Any:
     y = xp.empty((n, f, ho, wo), dtype=x.dtype)
     w_rows = _kernel_rows(w)
     full = part = None
-    for i, j, rows in _input_rows(x, kw, padding):
+    for i, j, rows in _input_rows(x, kw, padding, 2 * f * length * x.itemsize):
         m = j - i
         if full is None:  # one pair of buffers for every slice
             full, part = (xp.empty((m, f, length), dtype=x.dtype) for _ in range(2))
@@ -292,7 +296,7 @@ def _input_grad_rows(g: Any, w: Any, x_shape: tuple, padding: Geometry,
     part = None
     if g_full is None:
         g_full = _full_width(g, wp)
-    for i, j, rows in _shifted_slices(g_full, kw, length):
+    for i, j, rows in _shifted_slices(g_full, kw, length, c * length * g.itemsize):
         m = j - i
         if part is None:
             part = xp.empty((m, c, length), dtype=g.dtype)
