@@ -3,7 +3,9 @@
 For an input ``x`` (N, C, H, W) and a kernel ``w`` (F, C, kh, kw), im2col copies
 every receptive field into the columns of ``cols`` (N, C*kh*kw, Ho*Wo); then
 ``y = w.reshape(F, -1) @ cols`` is the whole convolution, (N, F, Ho*Wo), already
-in (N, F, Ho, Wo) order.
+in (N, F, Ho, Wo) order. The array work, and the choices that keep it to few
+passes over memory (the columns are built a slice of the batch at a time and never
+kept for backward), live in `_conv_arrays`.
 
 The VJP has two parts, each an op of its own so that it can be differentiated
 again (double backward):
@@ -19,58 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd.function import Function, dual
-from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
-from ._util import as_tensor, check_float, check_ndim, crop_spatial, out_size, pad_spatial, pair
-
-
-def _as_strided(x: Any) -> Any:
-    xp = xp_of(x)
-    return xp.lib.stride_tricks.as_strided
-
-
-def im2col(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-           padding: tuple[int, int]) -> Any:
-    """The receptive fields of ``x`` (N, C, H, W) as columns: (N, C*kh*kw, Ho*Wo)."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw) = kernel, stride
-    ho, wo = out_size(h, kh, sh, padding[0]), out_size(w, kw, sw, padding[1])
-    xp_ = pad_spatial(x, padding)
-    s = xp_.strides
-    # A view (N, C, kh, kw, Ho, Wo): element [n, c, a, b, i, j] is x[n, c, i*sh + a, j*sw + b].
-    view = _as_strided(xp_)(xp_, (n, c, kh, kw, ho, wo),
-                            (s[0], s[1], s[2], s[3], s[2] * sh, s[3] * sw))
-    return view.reshape(n, c * kh * kw, ho * wo)  # the one copy
-
-
-def col2im(cols: Any, x_shape: tuple, kernel: tuple[int, int], stride: tuple[int, int],
-           padding: tuple[int, int]) -> Any:
-    """The adjoint of `im2col`: add every column entry back onto its pixel."""
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    cols = cols.reshape(n, c, kh, kw, ho, wo)
-    out = xp_of(cols).zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    # One strided add per kernel offset; overlapping windows accumulate.
-    for a in range(kh):
-        for b in range(kw):
-            out[:, :, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw] += cols[:, :, a, b]
-    return crop_spatial(out, padding)
-
-
-def _weight_grad(g3: Any, cols: Any, w_shape: tuple) -> Any:
-    # (N, F, L) @ (N, L, CKK) is N small products; summing them is cheaper than
-    # transposing both operands into one long product.
-    return (g3 @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
-
-
-def _bias_grad(g: Any) -> Any:
-    if isinstance(g, Tensor):
-        return g.sum(axis=(0, 2, 3))
-    n, f = g.shape[:2]
-    return (g.reshape(n, f, -1) @ xp_of(g).ones(g.shape[2] * g.shape[3], dtype=g.dtype)).sum(
-        axis=0)
+from . import _conv_arrays as ca
+from ._util import as_tensor, check_float, check_ndim, pair
 
 
 class Conv2d(Function):
@@ -82,37 +36,25 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any, b: Any = None, stride: tuple = (1, 1),
                 padding: tuple = (0, 0)) -> Any:
-        n = x.shape[0]
-        f, _, kh, kw = w.shape
-        ho = out_size(x.shape[2], kh, stride[0], padding[0])
-        wo = out_size(x.shape[3], kw, stride[1], padding[1])
-        cols = im2col(x, (kh, kw), stride, padding)
-        y = w.reshape(f, -1) @ cols  # (N, F, Ho*Wo): the one GEMM (batched over N)
-        if b is not None:
-            y += b.reshape(f, 1)
-        ctx.save_for_backward(x, w, cols)
-        return y.reshape(n, f, ho, wo)
+        ctx.stride, ctx.padding, ctx.x_shape = stride, padding, tuple(x.shape)
+        ctx.save_for_backward(x, w)
+        return ca.conv_forward(x, w, b, stride, padding)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        x, w, cols = ctx.saved_tensors
-        e = ctx.edges
-        stride, padding = ctx.params.get("stride", (1, 1)), ctx.params.get("padding", (0, 0))
-        kernel = tuple(w.shape[2:])
+        x, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        stride, padding = ctx.stride, ctx.padding
         if isinstance(g, Tensor):  # create_graph: gradients as recorded, differentiable ops
-            gx = conv2d_input_grad(g, w, x_shape=tuple(x.shape), stride=stride,
-                                   padding=padding) if e[0] is not None else None
-            gw = conv2d_weight_grad(x, g, kernel=kernel, stride=stride,
-                                    padding=padding) if e[1] is not None else None
-        else:  # plain backward: reuse the columns saved by the forward pass
-            n, f = g.shape[:2]
-            g3 = g.reshape(n, f, -1)
-            gx = col2im(w.reshape(f, -1).T @ g3, x.shape, kernel, stride,
-                        padding) if e[0] is not None else None
-            gw = _weight_grad(g3, cols, w.shape) if e[1] is not None else None
-        if len(e) == 2:
-            return gx, gw
-        return gx, gw, _bias_grad(g) if e[2] is not None else None
+            gx = conv2d_input_grad(g, w, x_shape=ctx.x_shape, stride=stride,
+                                   padding=padding) if need[0] else None
+            gw = conv2d_weight_grad(x, g, kernel=tuple(w.shape[2:]), stride=stride,
+                                    padding=padding) if need[1] else None
+            gb = g.sum(axis=(0, 2, 3)) if len(need) > 2 and need[2] else None
+        else:  # plain backward, on arrays
+            gx, gw = ca.conv_backward(x, w, g, stride, padding, need[0], need[1])
+            gb = ca.bias_grad(g) if len(need) > 2 and need[2] else None
+        return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
 
 class Conv2dInputGrad(Function):
@@ -129,19 +71,17 @@ class Conv2dInputGrad(Function):
     @staticmethod
     def forward(ctx: Any, g: Any, w: Any, x_shape: tuple, stride: tuple,
                 padding: tuple) -> Any:
-        n, f = g.shape[:2]
+        ctx.stride, ctx.padding = stride, padding
         ctx.save_for_backward(g, w)
-        return col2im(w.reshape(f, -1).T @ g.reshape(n, f, -1), x_shape, tuple(w.shape[2:]),
-                      stride, padding)
+        return ca.input_grad(g, w, tuple(x_shape), stride, padding)
 
     @staticmethod
     def backward(ctx: Any, gg: Any) -> Any:
         g, w = ctx.saved_tensors
-        e, p = ctx.edges, ctx.params
-        return (conv2d_raw(gg, w, stride=p["stride"], padding=p["padding"])
-                if e[0] is not None else None,
-                conv2d_weight_grad(gg, g, kernel=tuple(w.shape[2:]), stride=p["stride"],
-                                   padding=p["padding"]) if e[1] is not None else None)
+        need, stride, padding = ctx.needs_input_grad, ctx.stride, ctx.padding
+        return (conv2d_raw(gg, w, stride=stride, padding=padding) if need[0] else None,
+                conv2d_weight_grad(gg, g, kernel=tuple(w.shape[2:]), stride=stride,
+                                   padding=padding) if need[1] else None)
 
 
 class Conv2dWeightGrad(Function):
@@ -152,19 +92,17 @@ class Conv2dWeightGrad(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, g: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
-        n, f = g.shape[:2]
+        ctx.stride, ctx.padding, ctx.x_shape = stride, padding, tuple(x.shape)
         ctx.save_for_backward(x, g)
-        cols = im2col(x, kernel, stride, padding)
-        return _weight_grad(g.reshape(n, f, -1), cols, (f, x.shape[1]) + tuple(kernel))
+        return ca.weight_grad(x, g, tuple(kernel), stride, padding)
 
     @staticmethod
     def backward(ctx: Any, gw: Any) -> Any:
         x, g = ctx.saved_tensors
-        e, p = ctx.edges, ctx.params
-        return (conv2d_input_grad(g, gw, x_shape=tuple(x.shape), stride=p["stride"],
-                                  padding=p["padding"]) if e[0] is not None else None,
-                conv2d_raw(x, gw, stride=p["stride"], padding=p["padding"])
-                if e[1] is not None else None)
+        need, stride, padding = ctx.needs_input_grad, ctx.stride, ctx.padding
+        return (conv2d_input_grad(g, gw, x_shape=ctx.x_shape, stride=stride,
+                                  padding=padding) if need[0] else None,
+                conv2d_raw(x, gw, stride=stride, padding=padding) if need[1] else None)
 
 
 conv2d_raw = dual(Conv2d)

@@ -99,6 +99,16 @@ def _pick(views: list, sel: Any) -> Any:
     return out
 
 
+def _sum_of(views: list) -> Any:
+    """The elementwise sum of equally shaped arrays, as one new array (no other temporaries)."""
+    if len(views) == 1:
+        return views[0].copy()
+    out = views[0] + views[1]
+    for v in views[2:]:
+        out += v
+    return out
+
+
 def _geometry(x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple) -> tuple:
     n, c, h, w = x_shape
     return n, c, h, w, out_size(h, kernel[0], stride[0], padding[0]), out_size(
@@ -114,6 +124,7 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(x.shape, kernel, stride, padding)
         ctx.x_shape = x.shape
         if _tiles(x.shape, kernel, stride, padding):
@@ -132,9 +143,7 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         sel_a, sel_b = ctx.saved_tensors
-        p = ctx.params
-        return max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), kernel=p["kernel"],
-                            stride=p["stride"], padding=p["padding"])
+        return max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), **ctx.geometry)
 
 
 class MaxUnpool2d(Function):
@@ -146,6 +155,7 @@ class MaxUnpool2d(Function):
     @staticmethod
     def forward(ctx: Any, g: Any, sel_a: Any, sel_b: Any, x_shape: tuple, kernel: tuple,
                 stride: tuple, padding: tuple) -> Any:
+        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(x_shape, kernel, stride, padding)
         xp = xp_of(g)
         ctx.save_for_backward(sel_a, sel_b)
@@ -164,9 +174,7 @@ class MaxUnpool2d(Function):
     @staticmethod
     def backward(ctx: Any, gg: Any) -> Any:
         sel_a, sel_b = ctx.saved_tensors
-        p = ctx.params
-        return (max_gather2d(gg, sel_a, sel_b, kernel=p["kernel"], stride=p["stride"],
-                             padding=p["padding"]), None, None)
+        return max_gather2d(gg, sel_a, sel_b, **ctx.geometry), None, None
 
 
 class MaxGather2d(Function):
@@ -178,6 +186,7 @@ class MaxGather2d(Function):
     @staticmethod
     def forward(ctx: Any, v: Any, sel_a: Any, sel_b: Any, kernel: tuple, stride: tuple,
                 padding: tuple) -> Any:
+        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(v.shape, kernel, stride, padding)
         ctx.x_shape = v.shape
         ctx.save_for_backward(sel_a, sel_b)
@@ -193,9 +202,8 @@ class MaxGather2d(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         sel_a, sel_b = ctx.saved_tensors
-        p = ctx.params
-        return (max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), kernel=p["kernel"],
-                             stride=p["stride"], padding=p["padding"]), None, None)
+        return (max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), **ctx.geometry),
+                None, None)
 
 
 _max_unpool2d = dual(MaxUnpool2d)
@@ -220,31 +228,22 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(x.shape, kernel, stride, padding)
         ctx.x_shape = x.shape
-        scale = 1.0 / (kernel[0] * kernel[1])
         if _tiles(x.shape, kernel, stride, padding):
             (kh, kw) = kernel
             x3 = x.reshape(n * c * h, wo, kw)
-            m = x3[..., 0] * scale
-            for j in range(1, kw):
-                m += x3[..., j] * scale
-            m3 = m.reshape(n * c * ho, kh, wo)
-            y = m3[:, 0].copy()
-            for i in range(1, kh):
-                y += m3[:, i]
-            return y.reshape(n, c, ho, wo)
-        views = _windows(pad_spatial(x, padding), kernel, stride, (ho, wo))
-        y = views[0] * scale
-        for v in views[1:]:
-            y += v * scale
+            m3 = _sum_of([x3[..., j] for j in range(kw)]).reshape(n * c * ho, kh, wo)  # along W
+            y = _sum_of([m3[:, i] for i in range(kh)]).reshape(n, c, ho, wo)  # then along H
+        else:
+            y = _sum_of(_windows(pad_spatial(x, padding), kernel, stride, (ho, wo)))
+        y *= 1.0 / (kernel[0] * kernel[1])  # one scaling of the sums, in place
         return y
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        p = ctx.params
-        return avg_unpool2d(g, x_shape=tuple(ctx.x_shape), kernel=p["kernel"],
-                            stride=p["stride"], padding=p["padding"])
+        return avg_unpool2d(g, x_shape=tuple(ctx.x_shape), **ctx.geometry)
 
 
 class AvgUnpool2d(Function):
@@ -256,13 +255,24 @@ class AvgUnpool2d(Function):
     @staticmethod
     def forward(ctx: Any, g: Any, x_shape: tuple, kernel: tuple, stride: tuple,
                 padding: tuple) -> Any:
+        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
         n, c, h, w, ho, wo = _geometry(x_shape, kernel, stride, padding)
         xp = xp_of(g)
-        gs = g * (1.0 / (kernel[0] * kernel[1]))
+        scale = 1.0 / (kernel[0] * kernel[1])
         if _tiles(x_shape, kernel, stride, padding):
+            # Scale g into the first row of each window (kw strided writes), then copy
+            # that row to the others (contiguous runs): faster than one copy of a
+            # broadcast view, whose innermost loop would be kw elements long.
             (kh, kw) = kernel
-            spread = xp.broadcast_to(gs.reshape(n * c * ho, 1, wo, 1), (n * c * ho, kh, wo, kw))
-            return spread.reshape(x_shape)  # the reshape makes the one copy
+            gx = xp.empty((n * c * ho, kh, wo, kw), dtype=g.dtype)
+            first = gx[:, 0]
+            g2 = g.reshape(n * c * ho, wo)
+            for j in range(kw):
+                xp.multiply(g2, scale, out=first[..., j])
+            for i in range(1, kh):
+                gx[:, i] = first
+            return gx.reshape(x_shape)
+        gs = g * scale
         gpad = xp.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype=g.dtype)
         for v in _windows(gpad, kernel, stride, (ho, wo)):
             v += gs
@@ -270,8 +280,7 @@ class AvgUnpool2d(Function):
 
     @staticmethod
     def backward(ctx: Any, gg: Any) -> Any:
-        p = ctx.params
-        return avg_pool2d_raw(gg, kernel=p["kernel"], stride=p["stride"], padding=p["padding"])
+        return avg_pool2d_raw(gg, **ctx.geometry)
 
 
 avg_pool2d_raw = dual(AvgPool2d)
@@ -287,7 +296,8 @@ def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -> 
     check_ndim(op, x, 4, "(N, C, H, W)")
     check_float(op, input=x)
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+        raise ShapeError(f"{op}: padding {p} must be at most half the kernel size {k} "
+                         f"(input shape {tuple(x.shape)})")
     hp, wp = x.shape[2] + 2 * p[0], x.shape[3] + 2 * p[1]
     if hp < k[0] or wp < k[1]:
         raise ShapeError(f"{op}: kernel {k[0]}x{k[1]} is larger than the padded input "
