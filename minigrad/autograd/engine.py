@@ -142,9 +142,9 @@ def _vjp(rec: Function, gs: Sequence[Any], create_graph: bool) -> Sequence[Any]:
         return [_as_tensor(o) for o in out]
     if cls.array_backward:  # a primitive: trusted to return arrays of the right kind
         out = cls.backward(rec, *gs)
-        if type(out) is not tuple and len(rec.edges) == 1:
-            return (out,)
-        return _checked(rec, out, False)
+        if type(out) is not tuple:
+            out = (out,)
+        return out if len(out) == len(rec.edges) else _checked(rec, out, False)
     out = _checked(rec, cls.backward(rec, *[_as_tensor(g) for g in gs]), True)
     return [o._data if isinstance(o, fn_mod._Tensor) else o for o in out]
 
