@@ -2,18 +2,24 @@
 
 Calling ``SomeOp.apply(*inputs, **params)`` runs ``SomeOp.forward`` on the inputs'
 arrays. When gradients are being recorded and an input requires grad, the
-``SomeOp`` instance that served as ``ctx`` becomes a *record* on the tape: it
-keeps a sequence number, an edge to each input, what ``forward`` saved for
-backward, and the op's parameters. ``backward`` later receives that same ``ctx``.
+``SomeOp`` instance that served as ``ctx`` becomes a *record* on the tape: its
+fields (``seq``, ``edges``, ``params``, ``saved``, ``out_meta``, ``module``) say
+what the engine and the tape need to know. ``backward`` later receives that same
+``ctx``.
 
-A record never holds its input or output Tensors (only their arrays where it
-saved them), so intermediate results are freed as soon as nothing else needs
-them, exactly like PyTorch's graph.
+An ``Edge`` says where one input came from: the output ``index`` of another
+``record``, a ``leaf`` tensor that collects ``.grad``, or ``NO_GRAD`` (a constant,
+or a tensor that does not require grad).
+
+A record never holds its output Tensors, and holds input Tensors only where it
+saved their arrays, so intermediate results are freed as soon as nothing else
+needs them, exactly like PyTorch's graph.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from typing import Any, NamedTuple
 
@@ -23,28 +29,52 @@ from .. import backend as _backend
 from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
 
 
-class Scope(NamedTuple):
-    """The module an op ran inside: its dotted path from the outermost module called
-    (``"layers.1"``; ``""`` for that outermost module) and its class name."""
+class _ThreadState(threading.local):
+    """What the engine keeps per thread, so threads never see each other's modes.
 
-    path: str
-    kind: str
+    ``grad``: whether new operations are recorded (grad mode, as in PyTorch).
+    ``on_record``: the observers; each is called with every record this thread makes
+    (see `minigrad.autograd.observers`).
+    """
 
-    def __str__(self) -> str:
-        return f"{self.path or '(root)'}: {self.kind}"
+    grad = True
+
+    def __init__(self) -> None:
+        self.on_record: list = []
 
 
-# Grad mode and the module scope are process-wide, as in PyTorch.
-_state = {"grad": True}
-# nn.Module.__call__ pushes a Scope while it runs; each record keeps the top one.
-module_stack: list[Scope] = []
+_local = _ThreadState()
+_observed = [0]  # how many observers are registered, all threads together
 _seq = itertools.count()
-
-# How `saved_tensors` unpacks while a backward runs: 0 = raw arrays (fast path),
-# 1 = Tensors without history, 2 = Tensors connected to the graph (create_graph).
-_unpack = [1]
+# The write epoch: bumped by every tracked in-place write (in any thread), which also
+# stamps the written tensor's version counter with it. A record made at the current
+# epoch cannot have seen a write, so backward skips its version checks. Global on
+# purpose: a write in one thread to a tensor another thread saved counts.
+_writes = [0]
 
 _Tensor: Any = None  # set by minigrad.tensor to break the import cycle
+
+
+class Edge(NamedTuple):
+    """Where a value came from, as a record's input or a tensor's history."""
+
+    #: the record whose output the value is (None for a leaf or a constant)
+    record: Any
+    #: which output of ``record``
+    index: int
+    #: the leaf Tensor that receives ``.grad`` (None unless the value is such a leaf)
+    leaf: Any
+    #: the value's shape and dtype: the gradient that flows back along the edge has them
+    shape: tuple
+    dtype: Any
+
+
+#: the edge of an input that gets no gradient: a constant, or a tensor that does not
+#: require grad
+NO_GRAD = Edge(None, 0, None, (), None)
+# Edge(...) without the keyword handling. An op output's edge is made once, with the
+# tensor, and shared by every op that uses it.
+_edge = tuple.__new__
 
 
 class Function:
@@ -67,6 +97,8 @@ class Function:
 
     Because ``backward`` works on Tensors, a backward written in tensor ops is
     itself recorded under ``create_graph=True`` and can be differentiated again.
+    A gradient may keep the shape broadcasting gave it: the engine sums it back
+    to its input's shape.
 
     ``array_backward = True`` is an optional speed-up that minigrad's own
     primitives use: it promises that ``backward`` only uses operators and
@@ -74,30 +106,25 @@ class Function:
     ...), so when no graph of the backward is wanted it is fed raw arrays.
     """
 
-    # Defaults live on the class, so a record only stores what differs from them:
-    # every attribute set in `apply` is paid once per recorded op.
-    seq: int = -1
-    edges: list = []
-    saved: tuple | None = ()
-    # Per saved array: the input Tensor it is, -1-j for output j, or None (an
-    # intermediate). Holding a saved input's Tensor costs nothing: its array is
-    # held anyway, and it is the tensor to hand back, graph and all, under
-    # create_graph.
-    _saved_from: Any = ()
-    _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
-    # The version counter a saved output shares with its tensor (a tuple of them,
-    # one per output, for an op with several outputs).
-    _out_vc: Any = None
-    _epoch = 0  # the write epoch when this record was made
-    out_meta: tuple = ()
-    out_names: dict = {}  # noqa: RUF012 - names given to outputs; replaced, never mutated
-    params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
-    module: Any = None
-    consts: dict | None = None
-    _g: Any = None  # the gradient pending for the outputs while backward runs
+    # The record's fields. Defaults live on the class, so a record only stores what
+    # differs from them: every attribute set while recording is paid once per op.
+    seq: int = -1  #: the record's number; inputs always have smaller numbers
+    edges: list = []  #: one `Edge` per input  # noqa: RUF012 - replaced, never mutated
+    params: dict = {}  #: the keyword arguments of `apply`  # noqa: RUF012
+    out_meta: tuple = ()  #: (shape, dtype) of each output
+    module: Any = None  #: what an observer noted (nn: the module scope the op ran in)
+    saved: tuple | None = ()  #: what forward saved; None once backward freed it
+    #: per saved value: the input position it is, ``-1 - j`` for output j, or None
+    saved_from: tuple = ()
+    consts: dict | None = None  #: input position -> the constant given there (for the tape)
+    out_names: dict = {}  #: output index -> name  # noqa: RUF012 - replaced, never mutated
     #: for a record made by a create_graph backward: the seq of the record whose
-    #: backward made it (graphs use it to draw the derivation)
+    #: backward made it
     backward_of: int | None = None
+    # Per saved value: the input Tensor it is (for its version counter), else None.
+    _saved_inputs: Any = ()
+    _out_vc: Any = None  # the version counter(s) of saved outputs, shared with them
+    _epoch = 0  # the write epoch when this record was made
 
     array_backward = False
     #: the name shown in the tape and in graphs; defaults to the class name in lower case
@@ -118,212 +145,272 @@ class Function:
 
     @property
     def saved_tensors(self) -> tuple:
-        """What ``forward`` saved, checked against in-place changes since."""
+        """What ``forward`` saved, checked against in-place changes since.
+
+        Tensors, connected to the graph when the backward is being recorded
+        (``create_graph``); raw arrays for an ``array_backward`` op otherwise.
+        """
         saved = self.saved
         if saved is None:
             raise GraphError(_freed_message(self))
         if self._epoch != _writes[0]:  # something was written in place since forward
             self._check_versions()
-        mode = _unpack[0]
-        if mode == 0:
+        if not _local.grad and self.array_backward:
             return saved
-        T = _Tensor
-        if mode == 1:
-            return tuple([T._wrap(a) if hasattr(a, "shape") else a for a in saved])
-        out = []
-        for a, src in zip(saved, self._saved_from):
-            if src is None:
-                out.append(T._wrap(a) if hasattr(a, "shape") else a)
-            elif type(src) is int:  # output -src - 1: connect it to this very record
-                out.append(T._wrap(a, self, -src - 1))
-            elif src._rg:
-                out.append(src)  # the input itself, with its history
-            else:
-                out.append(T._wrap(a))
-        return tuple(out)
+        return tuple([self._saved_tensor(k, a) for k, a in enumerate(saved)])
+
+    def _saved_tensor(self, k: int, a: Any) -> Any:
+        """Saved value ``k`` as a Tensor: an input or output keeps its place in the graph."""
+        if not hasattr(a, "shape"):
+            return a
+        src = self.saved_from[k] if self.saved_from else None
+        if src is None:
+            return _tensor(a, None, 0)
+        if src < 0:  # output -1 - src of this very record
+            return _tensor(a, self, -1 - src)
+        e = self.edges[src]
+        return e.leaf if e.leaf is not None else _tensor(a, e.record, e.index)
 
     def _check_versions(self) -> None:
-        ver = self._saved_ver
-        for k, t in enumerate(self._saved_from):
-            if t is None:
+        """Raise if a saved input or output was written after this record was made.
+
+        A version counter holds the write epoch of its tensor's last in-place write, so
+        "written since" is "stamped later than this record's epoch".
+        """
+        for k, src in enumerate(self.saved_from):
+            if src is None:
                 continue
-            if type(t) is int:
+            if src < 0:
                 vcs = self._out_vc
-                vc = vcs if len(self.out_meta) == 1 else vcs[-t - 1]
+                vc = vcs if len(self.out_meta) == 1 else vcs[-src - 1]
             else:
-                vc = t._vc
-            then = ver[k] if ver else 0
-            if vc is not None and vc[0] != then:
+                vc = self._saved_inputs[k]._vc
+            if vc is not None and vc[0] > self._epoch:
                 raise GraphError(
                     f"{self.name} (record #{self.seq}): a value it saved for backward was "
-                    f"modified in place after the forward pass (version {then} when saved, "
-                    f"now {vc[0]}), so its gradient would be wrong; clone it before changing "
-                    "it, or change it after backward")
-
-    @property
-    def saved_sources(self) -> list:
-        """Where each saved value came from: input index, ``-1-j`` for output j, or None."""
-        out: list = []
-        for src in self._saved_from:
-            if src is None or type(src) is int:
-                out.append(src)
-                continue
-            key = (src._node, src._idx) if src._node is not None else src
-            pos = None
-            for i, e in enumerate(self.edges):
-                same_leaf = e is key
-                same_out = type(e) is tuple and type(key) is tuple and e[0] is key[0] \
-                    and e[1] == key[1]
-                if same_leaf or same_out:
-                    pos = i
-                    break
-            if pos is None:  # a constant input: match it among the constants
-                for i, c in (self.consts or {}).items():
-                    if c is src or (isinstance(c, weakref.ref) and c() is src):
-                        pos = i
-            out.append(pos)
-        return out
+                    "modified in place after the forward pass, so its gradient would be "
+                    "wrong; clone it before changing it, or change it after backward")
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
         """One flag per input: whether backward has to produce its gradient."""
-        return tuple(e is not None for e in self.edges)
+        if self.consts is not None:  # some input is a constant
+            return tuple([e is not NO_GRAD for e in self.edges])
+        n = len(self.edges)
+        return _ALL_NEEDED[n] if n < len(_ALL_NEEDED) else (True,) * n
 
     @property
     def name(self) -> str:
         return type(self).op_name or type(self).__name__.lower()
 
     def __repr__(self) -> str:
-        seq = getattr(self, "seq", None)
-        return f"<{self.name} #{seq}>" if seq is not None else f"<{self.name}>"
+        return f"<{self.name} #{self.seq}>" if self.seq >= 0 else f"<{self.name}>"
 
     # ------------------------------------------------------------- recording
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         """Run the op on ``inputs`` (Tensors or constants) and record it if needed."""
-        T = _Tensor
-        arrays = []
-        edges = []
-        consts = None
-        record = False
-        raw = False  # some input is not a Tensor (a number or an array)
-        i = 0
+        arrays, edges = [], []  # per input: its array, and where its gradient goes
+        record = constant = False
         for t in inputs:
-            if isinstance(t, T):
+            if isinstance(t, _Tensor):
                 arrays.append(t._data)
                 if t._rg:
+                    edges.append(t._edge or _leaf_edge(t))
                     record = True
-                    edges.append((t._node, t._idx) if t._node is not None else t)
-                    i += 1
                     continue
-                # Constants are remembered for the tape and graphs: small ones by
-                # value, larger ones weakly so the record does not keep them alive.
-                c = t if t._data.size <= 1 else weakref.ref(t)
             else:
                 arrays.append(t)
-                raw = True
-                c = t if not hasattr(t, "shape") or t.size <= 1 else ("array", t.shape, t.dtype)
-            edges.append(None)
-            if consts is None:
-                consts = {}
-            consts[i] = c
-            i += 1
-        if _backend.cuda_in_use and len(arrays) > 1:
-            _check_devices(cls, arrays)
-        ctx = cls.__new__(cls)
+            edges.append(NO_GRAD)
+            constant = True
+        if len(arrays) > 1 and (len(arrays) > 2 or arrays[0] is arrays[1]
+                                or _backend.cuda_in_use):
+            _check_operands(cls, inputs, arrays)
+        ctx = _new(cls)
         try:
             out = cls.forward(ctx, *arrays, **params)
         except MinigradError:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
-        if not (record and _state["grad"]):
+        if not (record and _local.grad):  # nothing to differentiate: no record
             if type(out) is tuple:
-                return tuple([T._wrap(o) for o in out])
-            return T._wrap(out)
+                return tuple([_tensor(o, None, 0) for o in out])
+            return _tensor(out, None, 0)
+        return _record(ctx, inputs, arrays, edges, constant, params, out)
 
-        ctx.seq = next(_seq)
-        ctx.edges = edges
-        if params:
-            ctx.params = params
-        if module_stack:
-            ctx.module = module_stack[-1]
-        if consts is not None:
-            ctx.consts = consts
-        saved = ctx.saved
-        if saved:
-            ctx._epoch = _writes[0]
-            n = len(saved)
-            if n == 1 and saved[0] is out:
-                ctx._saved_from = _FROM_OUT0
-                ctx._out_vc = [0]
-            elif (not raw and n == len(arrays) and n <= 2 and saved[0] is arrays[0]
-                  and saved[-1] is arrays[-1] and inputs[0]._vc is None
-                  and inputs[-1]._vc is None):
-                ctx._saved_from = inputs  # saved exactly its (never written) inputs
-            else:
-                _note_saved(ctx, inputs, arrays, out)
-        if type(out) is tuple:
-            ctx.out_meta = [(o.shape, o.dtype) for o in out]
-            ys = tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
-            for y, vc in zip(ys, ctx._out_vc or ()):
-                y._vc = vc
-            return ys
-        ctx.out_meta = ((out.shape, out.dtype),)
-        # Tensor._wrap, inlined: this runs once per recorded op.
-        y = _new(T)
-        y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
-        y.grad = y._name = None
-        y._vc = ctx._out_vc  # a saved output shares its counter with its record
-        y._node = ctx
-        y._idx = 0
-        y._rg = True
-        return y
+
+def _tensor(array: Any, record: Any, index: int) -> Any:
+    """A Tensor around ``array`` (no copy), made by output ``index`` of ``record``."""
+    if type(array) is not _np.ndarray:
+        if isinstance(array, _np.generic):  # NumPy gives scalars for 0-d results
+            array = _np.asarray(array)
+        elif isinstance(array, _Tensor):
+            raise GraphError("an op returned a Tensor where an array belongs; a Function's "
+                             "forward must return arrays")
+    t = _new(_Tensor)
+    t._data = array
+    t.grad = t._name = t._vc = None
+    if record is None:
+        t._edge = None
+        t._rg = False
+    else:
+        t._edge = _edge(Edge, (record, index, None, array.shape, array.dtype))
+        t._rg = True
+    return t
 
 
 _new = object.__new__
-# Bumped by every tracked in-place write; a record made at the current epoch
-# cannot have seen any, so backward skips its version checks.
-_writes = [0]
+
+
+def _check_operands(cls: type, inputs: tuple, arrays: list) -> None:
+    """Operands on one device; distinct input Tensors with distinct array objects."""
+    if _backend.cuda_in_use:
+        _check_devices(cls, arrays)
+    _unalias(inputs, arrays)
+
+
+def _leaf_edge(t: Any) -> Edge:
+    return _edge(Edge, (None, 0, t, t._data.shape, t._data.dtype))
+
+
+def _record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: bool,
+            params: dict, out: Any) -> Any:
+    """Turn ``ctx`` into the record of this call (number, edges, parameters, saved values);
+    return the output Tensor(s), whose edges point at it."""
+    ctx.seq = next(_seq)
+    ctx.edges = edges
+    if constant:
+        ctx.consts = _constants(inputs, edges)
+    if params:
+        ctx.params = _frozen(params)
+    saved = ctx.saved
+    if saved:
+        ctx._epoch = _writes[0]
+        n = len(saved)
+        if n == 1 and saved[0] is out:  # the common "saved my output" case
+            ctx.saved_from = _FROM_OUT0
+            ctx._out_vc = [0]
+        elif (n == len(arrays) <= 2 and saved[0] is arrays[0] and saved[-1] is arrays[-1]
+              and isinstance(inputs[0], _Tensor) and isinstance(inputs[-1], _Tensor)):
+            ctx.saved_from = _POSITIONS[n]  # it saved exactly its input Tensors
+            ctx._saved_inputs = inputs
+        else:
+            _note_saved(ctx, inputs, arrays, out)
+    if type(out) is not tuple:
+        ys = _tensor(out, ctx, 0)
+        ys._vc = ctx._out_vc  # a saved output shares its counter with its record
+        ctx.out_meta = ((ys._edge.shape, ys._edge.dtype),)
+    else:
+        ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
+        ctx.out_meta = tuple([(y._edge.shape, y._edge.dtype) for y in ys])
+        for y, vc in zip(ys, ctx._out_vc or ()):
+            y._vc = vc
+    if _observed[0]:  # some thread observes: does this one?
+        for observe in _local.on_record:
+            observe(ctx)
+    return ys
+
+
+_ALL_NEEDED = [(True,) * n for n in range(9)]
+
+
+def _constants(inputs: tuple, edges: list) -> dict:
+    """The constant inputs, for the tape: numbers and one-element tensors by value, larger
+    tensors weakly (a record must not keep a batch of data alive), arrays as a
+    description."""
+    consts = {}
+    for i, e in enumerate(edges):
+        if e is not NO_GRAD:
+            continue
+        c = inputs[i]
+        if isinstance(c, _Tensor):
+            consts[i] = c if c._data.size <= 1 else weakref.ref(c)
+        elif hasattr(c, "shape") and c.size > 1:
+            consts[i] = ("array", c.shape, c.dtype)
+        else:
+            consts[i] = c
+    return consts
+
+
+_POSITIONS = [tuple(range(n)) for n in range(4)]
 _FROM_OUT0 = (-1,)
 
 
 def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
-    """Remember where each saved array came from and the saved inputs' versions."""
-    frm: list = []
-    ver: list = []
-    written = False
-    for s in ctx.saved:
-        i = 0
-        for a in arrays:
-            if s is a:
+    """Note where each saved value came from: an input (whose Tensor is kept, for its
+    version counter), an output (which gets a counter), or neither."""
+    saved = ctx.saved
+    frm, tensors, copies = [], [], {}
+    for k, s in enumerate(saved):
+        i = _position(s, arrays)
+        t = inputs[i] if i is not None else None
+        if i is not None and not isinstance(t, _Tensor):
+            # A raw array operand: the caller may change it after the forward pass
+            # and it has no version counter, so backward gets a private copy.
+            i, t = None, None
+            if hasattr(s, "copy"):
+                copies[k] = s.copy()
+        elif i is None and (s is out or (type(out) is tuple and any(s is o for o in out))):
+            i = -1 if s is out else -1 - [s is o for o in out].index(True)
+            _count_output_versions(ctx, out, -1 - i)
+        frm.append(i)
+        tensors.append(t)
+    ctx.saved_from = tuple(frm)
+    ctx._saved_inputs = tuple(tensors)
+    if copies:
+        ctx.saved = tuple(copies.get(k, s) for k, s in enumerate(saved))
+
+
+def _position(s: Any, arrays: list) -> int | None:
+    for i, a in enumerate(arrays):
+        if s is a:
+            return i
+    return None
+
+
+def _count_output_versions(ctx: Function, out: Any, j: int) -> None:
+    """Give saved output ``j`` a version counter, shared with its Tensor."""
+    if type(out) is not tuple:
+        ctx._out_vc = ctx._out_vc or [0]
+        return
+    outs = list(ctx._out_vc or (None,) * len(out))
+    outs[j] = outs[j] or [0]
+    ctx._out_vc = tuple(outs)
+
+
+def _unalias(inputs: tuple, arrays: list) -> None:
+    """Give each distinct input Tensor its own array object.
+
+    ``x`` and ``x.detach()`` share one array; ``forward`` only sees arrays, so
+    without this a value saved from the detached input could not be told from the
+    attached one. A view costs no copy.
+    """
+    for k in range(1, len(arrays)):
+        a = arrays[k]
+        for j in range(k):
+            if arrays[j] is a and inputs[j] is not inputs[k]:
+                arrays[k] = a.view()
                 break
-            i += 1
-        if i < len(arrays) and hasattr(inputs[i], "_vc"):
-            t = inputs[i]
-            frm.append(t)
-            vc = t._vc
-            if vc is not None and vc[0]:
-                written = True
-                ver.append(vc[0])
-            else:
-                ver.append(0)
-        elif s is out or (type(out) is tuple and any(s is o for o in out)):
-            j = 0 if s is out else [s is o for o in out].index(True)
-            frm.append(-1 - j)
-            ver.append(0)
-            if type(out) is not tuple:
-                ctx._out_vc = ctx._out_vc or [0]
-            else:
-                outs = list(ctx._out_vc or (None,) * len(out))
-                outs[j] = outs[j] or [0]
-                ctx._out_vc = tuple(outs)
-        else:
-            frm.append(None)
-            ver.append(0)
-    ctx._saved_from = frm
-    if written:
-        ctx._saved_ver = tuple(ver)
+
+
+def _frozen(params: dict) -> dict:
+    """``params`` with arrays copied: backward must see the index or target the forward
+    pass used, even if the caller changes that array afterwards."""
+    for v in params.values():
+        if hasattr(v, "shape") or type(v) is tuple:
+            break
+    else:
+        return params
+    return {k: _copy_arrays(v) for k, v in params.items()}
+
+
+def _copy_arrays(v: Any) -> Any:
+    if hasattr(v, "shape") and hasattr(v, "copy"):
+        return v.copy()
+    if type(v) is tuple:
+        return tuple(_copy_arrays(x) for x in v)
+    return v
 
 
 def _freed_message(ctx: Function) -> str:
@@ -370,7 +457,7 @@ def _check_devices(cls: type, arrays: list) -> None:
 # --------------------------------------------------------------------- grad mode
 def is_grad_enabled() -> bool:
     """Whether new operations are being recorded on the tape."""
-    return _state["grad"]
+    return _local.grad
 
 
 class _GradMode:
@@ -378,11 +465,11 @@ class _GradMode:
         self.enabled = enabled
 
     def __enter__(self) -> None:
-        self.prev = _state["grad"]
-        _state["grad"] = self.enabled
+        self.prev = _local.grad
+        _local.grad = self.enabled
 
     def __exit__(self, *exc: Any) -> None:
-        _state["grad"] = self.prev
+        _local.grad = self.prev
 
     def __call__(self, fn: Any) -> Any:
         import functools

@@ -9,7 +9,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function, dual
 from ..errors import ArgumentError, ShapeError
-from ._util import BroadcastTo, shape_of, sum_to
+from ._util import BroadcastTo
 
 
 def _share_version(out: Any, x: Any) -> Any:
@@ -195,7 +195,6 @@ class Where(Function):
 
     @staticmethod
     def forward(ctx: Any, cond: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
         out = np.where(cond, a, b)
         ctx.save_for_backward(backend.xp_of(out).asarray(cond, dtype=bool))
         return out
@@ -203,11 +202,8 @@ class Where(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (c,) = ctx.saved_tensors
-        e, (sa, sb) = ctx.edges, ctx.shapes
         ga = g * c
-        return (None,
-                sum_to(ga, sa) if e[1] is not None else None,
-                sum_to(g - ga, sb) if e[2] is not None else None)
+        return None, ga, (g - ga if ctx.needs_input_grad[2] else None)
 
 
 class _Pairwise(Function):
@@ -218,7 +214,6 @@ class _Pairwise(Function):
 
     @classmethod
     def forward(cls, ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
         out = cls.pick(a, b)
         wa = (out == a) * 1.0 - (a == b) * 0.5
         ctx.save_for_backward(wa.astype(out.dtype, copy=False))
@@ -227,10 +222,8 @@ class _Pairwise(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (wa,) = ctx.saved_tensors
-        e, (sa, sb) = ctx.edges, ctx.shapes
         ga = g * wa
-        return (sum_to(ga, sa) if e[0] is not None else None,
-                sum_to(g - ga, sb) if e[1] is not None else None)
+        return ga, (g - ga if ctx.needs_input_grad[1] else None)
 
 
 class Maximum(_Pairwise):
@@ -278,8 +271,6 @@ def unsqueeze(x: Any, axis: int) -> Any:
     shape = list(x.shape)
     n = len(shape) + 1
     if not -n <= axis < n:
-        from ..errors import ShapeError
-
         raise ShapeError(f"unsqueeze: axis {axis} is out of range for a result of {n} dims "
                          f"(input shape {tuple(shape)})")
     shape.insert(axis % n, 1)
@@ -317,10 +308,9 @@ def stack(tensors: Any, axis: int = 0) -> Any:
 
 def where(cond: Any, a: Any, b: Any) -> Any:
     """Elementwise ``a`` where ``cond`` is true, else ``b`` (with broadcasting)."""
-    from ..tensor import Tensor
-
-    c = cond._data if isinstance(cond, Tensor) else cond
-    return Where.apply(c, a, b)
+    # The condition goes in as it came (a Tensor keeps its version counter, so changing
+    # it in place before backward is caught).
+    return Where.apply(cond, a, b)
 
 
 def maximum(a: Any, b: Any) -> Any:
