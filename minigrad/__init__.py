@@ -9,6 +9,7 @@ checks (``mg.gradcheck``) and the subpackages ``mg.nn``, ``mg.optim``, ``mg.data
 from . import backend
 from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
                        set_grad_enabled, tape)
+from .autograd import checkpoint, detect_anomaly, hessian, hvp, jacobian, jvp, vjp
 from .backend import cuda_available, synchronize
 from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
@@ -32,7 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError", "MinigradError",
-    "ShapeError", "Tape", "Tensor", "abs", "add", "arange", "argmax", "argmin",
+    "ShapeError", "Tape", "Tensor", "abs", "checkpoint", "detect_anomaly", "hessian", "hvp",
+    "jacobian", "jvp", "vjp", "add", "arange", "argmax", "argmin",
     "as_tensor", "astype",
     "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data", "div",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",

@@ -23,3 +23,7 @@ class GraphError(MinigradError, RuntimeError):
 
 class GradcheckError(MinigradError, AssertionError):
     """Analytical and numerical gradients disagree."""
+
+
+class ArgumentError(MinigradError, ValueError):
+    """An argument has a value the function does not accept (an unknown mode, say)."""

@@ -131,7 +131,8 @@ def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
 class Tensor:
     """A multidimensional array that can record the operations made with it."""
 
-    __slots__ = ("_data", "grad", "_rg", "_edge", "_vc", "_name", "__weakref__")
+    __slots__ = ("_data", "grad", "_rg", "_edge", "_vc", "_name", "__weakref__",
+                 "_tangent", "_hooks")  # forward mode's tangent; a leaf's gradient hooks
     # NumPy defers to Tensor's reflected operators (ndarray * Tensor -> Tensor).
     __array_ufunc__ = None
 
@@ -353,6 +354,22 @@ class Tensor:
         if retain_graph is None:
             retain_graph = create_graph
         run_backward([self], [grad], retain_graph, create_graph)
+
+    def register_hook(self, fn: Any) -> Any:
+        """Call ``fn(grad)`` with this tensor's gradient during backward and ``mg.grad``.
+
+        ``fn`` may return a replacement gradient (same shape) or None. Works on leaves
+        and intermediates; returns a handle whose ``remove()`` unregisters it.
+        """
+        from .autograd.hooks import register_hook
+
+        return register_hook(self, fn)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` (accumulated like a leaf's)."""
+        from .autograd.hooks import retain_grad
+
+        retain_grad(self)
 
     # ------------------------------------------------------------- in place
     def _refuse_if_recorded(self, op: str, hint: str) -> None:

@@ -25,6 +25,10 @@ class Exp(Function):
         (y,) = ctx.saved_tensors
         return g * y
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t * ctx.outputs
+
 
 class Log(Function):
     array_backward = True
@@ -39,6 +43,10 @@ class Log(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (x,) = ctx.saved_tensors
         return g / x
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t / ctx.primals[0]
 
 
 class Sqrt(Function):
@@ -55,6 +63,10 @@ class Sqrt(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (y,) = ctx.saved_tensors
         return g / (y * 2)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t / (ctx.outputs * 2)
 
 
 class Abs(Function):
@@ -73,6 +85,10 @@ class Abs(Function):
         (s,) = ctx.saved_tensors
         return g * s
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t * ctx.saved[0]
+
 
 class Tanh(Function):
     array_backward = True
@@ -88,6 +104,11 @@ class Tanh(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (y,) = ctx.saved_tensors
         return g * (1 - y * y)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        y = ctx.outputs
+        return t * (1 - y * y)
 
 
 class Sigmoid(Function):
@@ -108,6 +129,11 @@ class Sigmoid(Function):
         (y,) = ctx.saved_tensors
         return g * (y * (1 - y))
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        y = ctx.outputs
+        return t * (y * (1 - y))
+
 
 class ReLU(Function):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
@@ -124,6 +150,10 @@ class ReLU(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (mask,) = ctx.saved_tensors
         return g * mask
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t * ctx.saved[0]
 
 
 class Clip(Function):
@@ -149,6 +179,10 @@ class Clip(Function):
         (inside,) = ctx.saved_tensors
         return g * inside
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t * ctx.saved[0]
+
 
 class AsType(Function):
     array_backward = True
@@ -163,6 +197,10 @@ class AsType(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return g.astype(ctx.in_dtype)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.astype(ctx.params["dtype"])
+
 
 class Clone(Function):
     array_backward = True
@@ -175,6 +213,10 @@ class Clone(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return g
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t
 
 
 class ToDevice(Function):
@@ -190,6 +232,10 @@ class ToDevice(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return g.to(ctx.src)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return backend.to_device(t, ctx.params["device"])
 
 
 exp = Exp.apply
