@@ -36,7 +36,7 @@ from typing import Any
 from .. import backend as _backend
 from ..errors import DTypeError, GraphError, ShapeError
 from . import function as fn_mod
-from .function import _fill_record, _local, _outputs, _special, no_grad
+from .function import _local, _record, _special, _tensor, no_grad
 
 
 class _Zero:
@@ -110,12 +110,13 @@ def special_apply(cls: type, ctx: Any, inputs: tuple, arrays: list, edges: list,
 
         ctx.source = caller_line()
     if record:
-        _fill_record(ctx, inputs, arrays, edges, constant, params, out)
-    elif params:
+        ys = _record(ctx, inputs, arrays, edges, constant, params, out)
+    else:
         ctx.params = params
+        ys = tuple([_tensor(o, None, 0) for o in out]) if type(out) is tuple else _tensor(
+            out, None, 0)
     if st.anomaly:
         check_forward(ctx, arrays, out)
-    ys = _outputs(out, ctx if record else None)
     if st.tangents is not None:
         _push_tangents(cls, ctx, inputs, arrays, out, ys)
     return ys
@@ -205,7 +206,7 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
         if tuple(d.shape) != tuple(a.shape):
             raise ShapeError(f"jvp: tangent {k} has shape {tuple(d.shape)} but its primal "
                              f"has shape {tuple(a.shape)}; they must match")
-        xs.append(fn_mod._tensor(a, None, 0))
+        xs.append(_tensor(a, None, 0))
         dirs.append(d if d.dtype == a.dtype else d.astype(a.dtype))
     token = object()
     _local.tangents = token
@@ -221,7 +222,7 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
             if not isinstance(o, fn_mod._Tensor):
                 raise GraphError(f"jvp: the function must return Tensors, got "
                                  f"{type(o).__name__}")
-            tangents_out.append(fn_mod._tensor(dense(tangent_of(o), o._data), None, 0))
+            tangents_out.append(_tensor(dense(tangent_of(o), o._data), None, 0))
     finally:
         _local.tangents = None
         _special[0] -= 1

@@ -10,150 +10,73 @@ from .. import backend
 from ..autograd.function import Function, dual
 
 
-class Exp(Function):
-    array_backward = True
-    op_name = "exp"
+class Pointwise(Function):
+    """``y = f(x)`` elementwise, whose VJP is ``g * slope(v)``.
 
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.exp(x)
-        ctx.save_for_backward(y)
+    ``v = keep(x, y)`` is the one value forward saves for it: the input, the output, or
+    something cheaper such as a mask. Saving the input or the output keeps the
+    derivative differentiable under ``create_graph``; a value computed from them (a
+    mask, a sign) comes back as a constant, which is right where its derivative is 0.
+    """
+
+    array_backward = True
+    f: Any = None
+    keep: Any = None
+    slope: Any = None
+
+    @classmethod
+    def forward(cls, ctx: Any, x: Any) -> Any:
+        y = cls.f(x)
+        keep = cls.keep
+        ctx.save_for_backward(y if keep is _output else x if keep is _input else keep(x, y))
         return y
 
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * y
+    @classmethod
+    def backward(cls, ctx: Any, g: Any) -> Any:
+        (v,) = ctx.saved_tensors
+        return g * cls.slope(v)
 
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t * ctx.outputs
-
-
-class Log(Function):
-    array_backward = True
-    op_name = "log"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return np.log(x)
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return g / x
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t / ctx.primals[0]
+    @classmethod
+    def jvp(cls, ctx: Any, t: Any) -> Any:
+        """Forward mode: the same derivative, times the tangent."""
+        return t * cls.slope(ctx.saved[0])
 
 
-class Sqrt(Function):
-    array_backward = True
-    op_name = "sqrt"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.sqrt(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g / (y * 2)
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t / (ctx.outputs * 2)
+def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
+    """A `Pointwise` op class: its forward function and its derivative side by side."""
+    body = {"op_name": name, "f": staticmethod(f), "keep": staticmethod(keep),
+            "slope": staticmethod(slope), "__doc__": doc, "__module__": __name__}
+    return type(name.capitalize() if name != "relu" else "ReLU", (Pointwise,), body)
 
 
-class Abs(Function):
-    """|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too)."""
-
-    array_backward = True
-    op_name = "abs"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(np.sign(x))
-        return np.abs(x)
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (s,) = ctx.saved_tensors
-        return g * s
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t * ctx.saved[0]
+def _input(x: Any, y: Any) -> Any:
+    return x
 
 
-class Tanh(Function):
-    array_backward = True
-    op_name = "tanh"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * (1 - y * y)
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        y = ctx.outputs
-        return t * (1 - y * y)
+def _output(x: Any, y: Any) -> Any:
+    return y
 
 
-class Sigmoid(Function):
-    array_backward = True
-    op_name = "sigmoid"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
-        y = np.tanh(x * 0.5)
-        y *= 0.5
-        y += 0.5
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * (y * (1 - y))
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        y = ctx.outputs
-        return t * (y * (1 - y))
+def _sigmoid(x: Any) -> Any:
+    # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
+    y = np.tanh(x * 0.5)
+    y *= 0.5
+    y += 0.5
+    return y
 
 
-class ReLU(Function):
-    """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
-
-    array_backward = True
-    op_name = "relu"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(x > 0)
-        return np.maximum(x, 0)  # not x * mask: -inf * 0 would be nan
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (mask,) = ctx.saved_tensors
-        return g * mask
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t * ctx.saved[0]
+# name, forward, what backward needs, and the derivative in terms of it
+Exp = _pointwise("exp", np.exp, _output, lambda y: y, "e ** x; its derivative is itself.")
+Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.")
+Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.")
+Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.")
+Sigmoid = _pointwise("sigmoid", _sigmoid, _output, lambda y: y * (1 - y),
+                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.")
+Abs = _pointwise("abs", np.abs, lambda x, y: np.sign(x), lambda s: s,
+                 "|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too).")
+ReLU = _pointwise("relu", lambda x: np.maximum(x, 0), lambda x, y: x > 0, lambda m: m,
+                  "max(x, 0) (not x * mask: -inf * 0 would be nan); the gradient at 0 is 0, "
+                  "as in PyTorch.")
 
 
 class Clip(Function):
