@@ -13,7 +13,8 @@ from .autograd import checkpoint, detect_anomaly, hessian, hvp, jacobian, jvp, v
 from .backend import cuda_available, synchronize
 from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
-from .errors import DeviceError, DTypeError, GradcheckError, GraphError, MinigradError, ShapeError
+from .errors import (ArgumentError, DeviceError, DTypeError, GradcheckError, GraphError,
+                     MinigradError, ShapeError)
 from .gradcheck import gradcheck, gradgradcheck
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, div, equal,
                   exp, flatten, getitem, greater, greater_equal, less, less_equal, log, matmul,
@@ -32,7 +33,8 @@ from . import nn  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError", "MinigradError",
+    "ArgumentError", "DTypeError", "DeviceError", "Function", "GradcheckError", "GraphError",
+    "MinigradError",
     "ShapeError", "Tape", "Tensor", "abs", "checkpoint", "detect_anomaly", "hessian", "hvp",
     "jacobian", "jvp", "vjp", "add", "arange", "argmax", "argmin",
     "as_tensor", "astype",
