@@ -24,6 +24,11 @@ _ids = itertools.count()
 _RETAIN = "retain_grad"  # the key of retain_grad's hook: it runs after the others
 
 
+def next_id() -> int:
+    """A fresh key for a hook (keys keep registration order)."""
+    return next(_ids)
+
+
 class RemovableHandle:
     """What ``register_hook`` returns: ``handle.remove()`` unregisters the hook."""
 
