@@ -12,6 +12,7 @@ forward mode, and backward one flag per call.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -57,6 +58,8 @@ def caller_line() -> str | None:
 def _bad(a: Any) -> bool:
     """Whether the array ``a`` (or a Tensor's array) holds a NaN or an infinity."""
     a = getattr(a, "_data", a)
+    if isinstance(a, float):
+        return not math.isfinite(a)
     if not hasattr(a, "dtype") or a.dtype.kind not in "fc":
         return False
     return not bool(xp_of(a).isfinite(a).all())
