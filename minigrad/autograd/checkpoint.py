@@ -15,7 +15,9 @@ global, an attribute of some other object) cannot be connected to the record: th
 backward finds it in the recomputed graph and raises, rather than leave its gradient
 out. Random numbers: the CPU generator's state is saved before the forward and
 restored for the recomputation, so dropout draws the same mask; CuPy's generator is
-not restored (a dropout inside a checkpoint on the GPU would draw a new mask).
+not restored (a dropout inside a checkpoint on the GPU would draw a new mask). The
+buffers of the modules found (BatchNorm's running statistics) are put back after the
+recomputation, so a batch is folded into them once, as in the plain run.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from .. import random as _random
 from ..errors import GraphError
 from . import function as fn_mod
 from .api import grad
-from .engine import collect
 from .function import Function, enable_grad, is_grad_enabled, no_grad
 
 
@@ -50,57 +51,76 @@ class Checkpoint(Function):
         ctx.saved_tensors  # noqa: B018 - raises if an input was changed in place since
         run = ctx.params["run"]
         need = ctx.needs_input_grad
-        args, params = run.args, run.params
-        leaves = [_leaf(a, need[k]) for k, a in enumerate(args)]
+        create = is_grad_enabled()  # create_graph: the gradients must reach the inputs
         mark = next(fn_mod._seq)
-        state = _random.get_state()
+        state, buffers = _random.get_state(), _buffers(run.modules)
         _random.set_state(ctx.rng)
         try:
             with enable_grad():
-                out = run.fn(*leaves)
-        finally:
+                xs = [_input(a, need[k], create) for k, a in enumerate(run.args)]
+                out = run.fn(*xs)
+        finally:  # the recomputation must not count twice: random draws, running stats
             _random.set_state(state)
+            for b, values in buffers:
+                b._data[...] = values
         outs = out if isinstance(out, tuple) else (out,)
-        targets = [t for t, k in zip(leaves + list(params), range(len(need)))
+        sources = xs + list(run.params)
+        _check_reached(outs, mark, sources)
+        targets = [t for t, k in zip(sources, range(len(need)))
                    if isinstance(t, fn_mod._Tensor) and need[k]]
-        _check_reached(outs, mark, set(map(id, leaves + list(params))))
         live = [(o, g) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
         if not live or not targets:
             return (None,) * len(need)
-        create = is_grad_enabled()
         gs = iter(grad([o for o, _ in live], targets, [g for _, g in live],
                        retain_graph=create, create_graph=create, allow_unused=True))
         return tuple(next(gs) if isinstance(t, fn_mod._Tensor) and need[k] else None
-                     for k, t in enumerate(leaves + list(params)))
+                     for k, t in enumerate(sources))
 
 
-def _leaf(a: Any, needs_grad: bool) -> Any:
-    """A fresh leaf with ``a``'s values for the recomputation (other values as they are)."""
+def _input(a: Any, needs_grad: bool, create: bool) -> Any:
+    """What the recomputation gets for the argument ``a``: a fresh leaf with its values;
+    under create_graph, a recorded copy of ``a`` itself, so that the gradients computed
+    from it stay connected to ``a`` and can be differentiated again."""
     if not isinstance(a, fn_mod._Tensor):
         return a
+    if needs_grad and create:
+        from ..ops import clone
+
+        return clone(a)
     t = fn_mod._tensor(a._data, None, 0)
     t._rg = needs_grad
     return t
 
 
-def _check_reached(outs: tuple, mark: int, known: set) -> None:
-    """Everything the recomputed graph reaches must be an input of the record."""
-    for rec in collect([o for o in outs if isinstance(o, fn_mod._Tensor)]):
+def _check_reached(outs: tuple, mark: int, sources: list) -> None:
+    """Everything the recomputed graph reaches must be one of ``sources``."""
+    leaves = {id(t) for t in sources if isinstance(t, fn_mod._Tensor) and t._edge is None}
+    stops = {id(t._edge.record) for t in sources
+             if isinstance(t, fn_mod._Tensor) and t._edge is not None}
+    stack = [o._edge.record for o in outs if isinstance(o, fn_mod._Tensor) and o._edge]
+    seen: set = set()
+    while stack:
+        rec = stack.pop()
+        if id(rec) in seen or id(rec) in stops:
+            continue
+        seen.add(id(rec))
         if rec.seq < mark:
             raise GraphError(f"checkpoint: the function used a tensor made by {rec.name} "
                              f"(record #{rec.seq}) that is not one of its arguments; pass it "
                              "as an argument so its gradient can flow back")
         for e in rec.edges:
-            if e.leaf is not None and id(e.leaf) not in known:
+            if e.leaf is not None and id(e.leaf) not in leaves:
                 raise GraphError(
                     f"checkpoint: the function used a tensor of shape {e.leaf.shape} that "
                     "requires grad but is neither an argument nor found in its closure, "
                     "defaults or module; pass it as an argument")
+            if e.record is not None:
+                stack.append(e.record)
 
 
-def _captured(fn: Any) -> list:
-    """The leaf tensors requiring grad that ``fn`` holds: module parameters, closure cells
-    and defaults (Tensors, Modules, and lists or tuples of them)."""
+def _captured(fn: Any) -> tuple[list, list]:
+    """The leaf tensors requiring grad that ``fn`` holds (module parameters, closure cells
+    and defaults: Tensors, Modules, and lists or tuples of them), and the modules."""
     objs: list = [fn, getattr(fn, "__self__", None)]
     for cell in getattr(fn, "__closure__", None) or ():
         try:
@@ -109,13 +129,14 @@ def _captured(fn: Any) -> list:
             continue
     objs.extend(getattr(fn, "__defaults__", None) or ())
     found: dict = {}
+    modules: dict = {}
     for o in objs:
         for item in (o if isinstance(o, (list, tuple)) else (o,)):
-            _collect_leaves(item, found)
-    return list(found.values())
+            _collect_leaves(item, found, modules)
+    return list(found.values()), list(modules.values())
 
 
-def _collect_leaves(o: Any, found: dict) -> None:
+def _collect_leaves(o: Any, found: dict, modules: dict) -> None:
     if isinstance(o, fn_mod._Tensor):
         if o._rg and o._edge is not None:
             raise GraphError("checkpoint: the function holds a tensor with history (made by "
@@ -123,16 +144,27 @@ def _collect_leaves(o: Any, found: dict) -> None:
         if o._rg:
             found[id(o)] = o
     elif callable(getattr(o, "parameters", None)) and hasattr(o, "_parameters"):
+        modules[id(o)] = o
         for p in o.parameters():
             if p._rg:
                 found[id(p)] = p
 
 
+def _buffers(modules: list) -> list:
+    """The modules' buffers with a copy of their values (running statistics, say)."""
+    seen: dict = {}
+    for m in modules:
+        for b in m.buffers():
+            seen[id(b)] = (b, b._data.copy())
+    return list(seen.values())
+
+
 class _Run:
     """``fn`` with its arguments: what the record needs to run it again."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, params: list) -> None:
-        self.fn, self.args, self.params = fn, args, params
+    def __init__(self, fn: Callable[..., Any], args: tuple, params: list,
+                 modules: list) -> None:
+        self.fn, self.args, self.params, self.modules = fn, args, params, modules
 
     def __call__(self) -> Any:
         out = self.fn(*self.args)
@@ -157,5 +189,7 @@ def checkpoint(fn: Callable[..., Any], *args: Any) -> Any:
     """
     if not is_grad_enabled():
         return fn(*args)
-    params = [p for p in _captured(fn) if not any(p is a for a in args)]
-    return Checkpoint.apply(*args, *params, run=_Run(fn, args, params), n_args=len(args))
+    found, modules = _captured(fn)
+    params = [p for p in found if not any(p is a for a in args)]
+    return Checkpoint.apply(*args, *params, run=_Run(fn, args, params, modules),
+                            n_args=len(args))
