@@ -42,14 +42,15 @@ class Checkpoint(Function):
         ctx.rng = _random.get_state()
         with no_grad():
             outs = run()
-        ctx.save_for_backward(*[a for a in arrays if hasattr(a, "shape")])
+        # The Tensor arguments, for the recomputation: saved, so that backward frees them
+        ctx.save_for_backward(*[a for a, t in zip(arrays, run.args) if run.is_tensor(t)])
         ctx.multi = type(outs) is tuple
         return tuple(o._data for o in outs) if ctx.multi else outs._data
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
-        ctx.saved_tensors  # noqa: B018 - raises if an input was changed in place since
         run = ctx.params["run"]
+        saved = iter(ctx.saved_tensors)  # raises if one was changed in place since
         need = ctx.needs_input_grad
         create = is_grad_enabled()  # create_graph: the gradients must reach the inputs
         mark = next(fn_mod._seq)
@@ -57,7 +58,8 @@ class Checkpoint(Function):
         _random.set_state(ctx.rng)
         try:
             with enable_grad():
-                xs = [_input(a, need[k], create) for k, a in enumerate(run.args)]
+                xs = [_input(next(saved), need[k], create) if run.is_tensor(a) else a
+                      for k, a in enumerate(run.args)]
                 out = run.fn(*xs)
         finally:  # the recomputation must not count twice: random draws, running stats
             _random.set_state(state)
@@ -81,8 +83,6 @@ def _input(a: Any, needs_grad: bool, create: bool) -> Any:
     """What the recomputation gets for the argument ``a``: a fresh leaf with its values;
     under create_graph, a recorded copy of ``a`` itself, so that the gradients computed
     from it stay connected to ``a`` and can be differentiated again."""
-    if not isinstance(a, fn_mod._Tensor):
-        return a
     if needs_grad and create:
         from ..ops import clone
 
@@ -159,15 +159,25 @@ def _buffers(modules: list) -> list:
     return list(seen.values())
 
 
+_TENSOR = object()  # where a Tensor argument goes in the template of the arguments
+
+
 class _Run:
     """``fn`` with its arguments: what the record needs to run it again."""
 
     def __init__(self, fn: Callable[..., Any], args: tuple, params: list,
                  modules: list) -> None:
-        self.fn, self.args, self.params, self.modules = fn, args, params, modules
+        self.fn, self.params, self.modules = fn, params, modules
+        self._args: tuple | None = args  # until the forward ran; then only a template
+        self.args = tuple(_TENSOR if self.is_tensor(a) else a for a in args)
+
+    @staticmethod
+    def is_tensor(a: Any) -> bool:
+        return a is _TENSOR or isinstance(a, fn_mod._Tensor)
 
     def __call__(self) -> Any:
-        out = self.fn(*self.args)
+        args, self._args = self._args, None  # the record must not keep the inputs alive
+        out = self.fn(*args)
         if isinstance(out, list):
             out = tuple(out)
         for o in out if isinstance(out, tuple) else (out,):
