@@ -13,39 +13,39 @@ from ..autograd.function import Function, dual
 class Pointwise(Function):
     """``y = f(x)`` elementwise, whose VJP is ``g * slope(v)``.
 
-    ``v = keep(x, y)`` is the one value forward saves for it: the input, the output, or
-    something cheaper such as a mask. Saving the input or the output keeps the
-    derivative differentiable under ``create_graph``; a value computed from them (a
-    mask, a sign) comes back as a constant, which is right where its derivative is 0.
+    ``v`` is the one value forward saves for it: the input, the output, or something
+    cheaper such as a mask. Saving the input or the output keeps the derivative
+    differentiable under ``create_graph``; a value computed from them (a mask, a sign)
+    comes back as a constant, which is right where its derivative is 0.
     """
 
     array_backward = True
-    f: Any = None
-    keep: Any = None
-    slope: Any = None
-
-    @classmethod
-    def forward(cls, ctx: Any, x: Any) -> Any:
-        y = cls.f(x)
-        keep = cls.keep
-        ctx.save_for_backward(y if keep is _output else x if keep is _input else keep(x, y))
-        return y
-
-    @classmethod
-    def backward(cls, ctx: Any, g: Any) -> Any:
-        (v,) = ctx.saved_tensors
-        return g * cls.slope(v)
-
-    @classmethod
-    def jvp(cls, ctx: Any, t: Any) -> Any:
-        """Forward mode: the same derivative, times the tangent."""
-        return t * cls.slope(ctx.saved[0])
 
 
 def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
-    """A `Pointwise` op class: its forward function and its derivative side by side."""
-    body = {"op_name": name, "f": staticmethod(f), "keep": staticmethod(keep),
-            "slope": staticmethod(slope), "__doc__": doc, "__module__": __name__}
+    """A `Pointwise` op class from its function, what backward keeps (``_input``,
+    ``_output`` or a function of both) and its derivative in terms of that."""
+    if keep is _output:
+        def forward(ctx: Any, x: Any) -> Any:
+            y = f(x)
+            ctx.save_for_backward(y)
+            return y
+    else:
+        def forward(ctx: Any, x: Any) -> Any:
+            y = f(x)
+            ctx.save_for_backward(x if keep is _input else keep(x, y))
+            return y
+
+    def backward(ctx: Any, g: Any) -> Any:
+        (v,) = ctx.saved_tensors
+        return g * slope(v)
+
+    def jvp(ctx: Any, t: Any) -> Any:  # forward mode: the same derivative, times the tangent
+        return t * slope(ctx.saved[0])
+
+    body = {"op_name": name, "forward": staticmethod(forward),
+            "backward": staticmethod(backward), "jvp": staticmethod(jvp), "__doc__": doc,
+            "__module__": __name__}
     return type(name.capitalize() if name != "relu" else "ReLU", (Pointwise,), body)
 
 
