@@ -377,6 +377,10 @@ class Tensor:
         """In-place changes would corrupt a tensor whose history is being recorded."""
         if self._rg and _fn._local.grad:
             raise GraphError(f"{op}: in-place change of a tensor that requires grad{hint}")
+        if _fn._special[0] and getattr(self, "_tangent", None) is not None:
+            from .autograd.forward import refuse_inplace
+
+            refuse_inplace(self, op)
 
     def _inplace(self, op: str, value: Any) -> Tensor:
         self._refuse_if_recorded(op, "; wrap it in mg.no_grad() (as optimisers do) or use the "

@@ -352,3 +352,47 @@ def test_forward_mode_is_off_after_an_error() -> None:
     from minigrad.autograd import function as fn_mod
 
     assert fn_mod._special[0] == 0 and fn_mod._local.tangents is None
+
+
+def test_a_none_tangent_leaves_that_primal_out() -> None:
+    a, b = mg.tensor(np.array([1.0, 2.0])), mg.tensor(np.array([3.0, -1.0]))
+    _, t = mg.jvp(lambda a, b: a * b, (a, b), (None, np.ones(2)))
+    np.testing.assert_array_equal(t.numpy(), a.numpy())
+
+
+def test_an_in_place_change_of_a_tensor_with_a_tangent_is_refused() -> None:
+    def f(x: mg.Tensor) -> mg.Tensor:
+        y = x * 2
+        y *= 3
+        return y
+
+    with pytest.raises(mg.GraphError, match="carries a tangent"):
+        mg.jvp(f, (mg.tensor([1.0]),), (mg.tensor([1.0]),))
+    # a tensor without a tangent may change, and outside mg.jvp nothing is refused
+    y, t = mg.jvp(lambda x: x + mg.tensor([1.0]).fill_(2.0), (mg.tensor([1.0]),),
+                  (mg.tensor([1.0]),))
+    assert y.item() == 3.0 and t.item() == 1.0
+    assert f(mg.tensor([1.0])).item() == 6.0
+
+
+def _subclasses(cls: type) -> list:
+    out = []
+    for s in cls.__subclasses__():
+        out += [s, *_subclasses(s)]
+    return out
+
+
+def test_every_primitive_has_a_jvp_rule_and_a_row_in_the_table() -> None:
+    from minigrad.autograd.checkpoint import Checkpoint
+    from minigrad.ops.unary import Pointwise
+
+    prims = [c for c in _subclasses(mg.Function) if c.__module__.startswith("minigrad.")
+             and c not in (Pointwise, Checkpoint)]
+    assert [c.__name__ for c in prims if c.jvp is None] == []
+    exercised = set()
+    for case in CASES:
+        xs, _ = draw(case)
+        y = case.fn(*[mg.tensor(x, requires_grad=True) for x in xs])
+        exercised |= {r.name for r in mg.tape(y)}
+    names = {c.op_name or c.__name__.lower() for c in prims if c.op_name}
+    assert names - exercised == {"to"}  # a copy between devices: tests/test_cuda.py

@@ -95,6 +95,13 @@ def tangent_of(t: Any) -> Any:
     return tt[1]
 
 
+def refuse_inplace(t: Any, op: str) -> None:
+    """In-place changes inside `mg.jvp` would leave a tensor's tangent stale."""
+    if tangent_of(t) is not ZERO:
+        raise GraphError(f"{op}: in-place change of a tensor that carries a tangent inside "
+                         "mg.jvp; its tangent would not follow; use the out-of-place form")
+
+
 def _set_tangent(t: Any, tangent: Any) -> None:
     t._tangent = (_local.tangents, tangent)
 
@@ -184,11 +191,12 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
     """``fn(*primals)`` and its Jacobian times ``tangents``, in one forward pass.
 
     ``primals`` and ``tangents`` are tuples (or single values) of Tensors or arrays of
-    matching shapes; ``fn`` returns a Tensor or a tuple of Tensors. Returns
-    ``(outputs, output_tangents)`` shaped like what ``fn`` returned. Nothing is
-    recorded on the tape: every op computes its output and that output's tangent
-    together (the op's ``jvp`` rule). Tensors ``fn`` uses besides the primals
-    (parameters, say) are constants here: their tangent is zero.
+    matching shapes (a tangent of None: that primal is not differentiated); ``fn``
+    returns a Tensor or a tuple of Tensors. Returns ``(outputs, output_tangents)``
+    shaped like what ``fn`` returned. Nothing is recorded on the tape: every op
+    computes its output and that output's tangent together (the op's ``jvp`` rule).
+    Tensors ``fn`` uses besides the primals (parameters, say) are constants here: their
+    tangent is zero. Changing a tensor that carries a tangent in place raises.
     """
     ps, ts = _as_tuple(primals), _as_tuple(tangents)
     if len(ps) != len(ts):
@@ -199,21 +207,26 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
                          "another mg.jvp)")
     xs, dirs = [], []
     for k, (p, t) in enumerate(zip(ps, ts)):
-        a, d = _raw(p, "primals"), _raw(t, "tangents")
+        a = _raw(p, "primals")
+        xs.append(_tensor(a, None, 0))
+        if t is None:  # not differentiated: a tangent of zero
+            dirs.append(None)
+            continue
+        d = _raw(t, "tangents")
         if a.dtype.kind not in "fc":
             raise DTypeError(f"jvp: primal {k} has dtype {a.dtype}; only floating-point "
                              "inputs have tangents")
         if tuple(d.shape) != tuple(a.shape):
             raise ShapeError(f"jvp: tangent {k} has shape {tuple(d.shape)} but its primal "
                              f"has shape {tuple(a.shape)}; they must match")
-        xs.append(_tensor(a, None, 0))
         dirs.append(d if d.dtype == a.dtype else d.astype(a.dtype))
     token = object()
     _local.tangents = token
     _special[0] += 1
     try:
         for x, d in zip(xs, dirs):
-            _set_tangent(x, d)
+            if d is not None:
+                _set_tangent(x, d)
         with no_grad():
             out = fn(*xs)
         outs = _as_tuple(out)
