@@ -24,6 +24,7 @@ from . import function as fn_mod
 from .anomaly import checked_vjp
 from .function import NO_GRAD, Edge, Function, _freed_message, _leaf_edge, _local, _tensor
 from .hooks import run_leaf_hooks, run_record_hooks
+from .hooks import used as hooks_used
 
 
 def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
@@ -46,6 +47,7 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     found: list[Any] = [None] * len(wanted)  # the gradients of wanted non-leaf values
     prev_mode, _local.grad = _local.grad, create_graph
     vjp = checked_vjp(_vjp) if _local.anomaly else _vjp
+    hooked = hooks_used[0]  # were gradient hooks ever registered (Tensor.register_hook)
     try:
         for r, g in zip(roots, grads):
             _accumulate(pending, _key(edge_of(r)), _seed(r, g, create_graph))
@@ -54,7 +56,7 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             gs = (g,) if len(rec.out_meta) == 1 else _output_grads(pending, rec, g)
             if gs[0] is None:  # nothing flowed into this record
                 continue
-            if rec.hooks:
+            if hooked and rec.hooks:
                 gs = run_record_hooks(rec, gs, create_graph)
             if wanted:
                 _capture(rec, gs, wanted, found)
@@ -317,4 +319,4 @@ def _prune(records: list[Function], wanted: dict) -> list[Function]:
 
 def _hooked(leaf: Any) -> bool:
     """Whether hooks are registered on the leaf's gradient (Tensor.register_hook)."""
-    return bool(getattr(leaf, "_hooks", None))
+    return hooks_used[0] and bool(getattr(leaf, "_hooks", None))

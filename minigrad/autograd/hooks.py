@@ -21,6 +21,8 @@ from ..errors import GraphError, ShapeError
 from . import function as fn_mod
 
 _ids = itertools.count()
+#: whether any gradient hook was ever registered: until then backward skips looking for them
+used = [False]
 _RETAIN = "retain_grad"  # the key of retain_grad's hook: it runs after the others
 
 
@@ -49,6 +51,7 @@ class RemovableHandle:
 
 def _store(t: Any) -> dict:
     """The dictionary of hooks on ``t``'s gradient, made on first use."""
+    used[0] = True
     e = t._edge
     if e is None:
         hooks = getattr(t, "_hooks", None)
