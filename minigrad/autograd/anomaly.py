@@ -21,7 +21,8 @@ from typing import Any
 
 from ..backend import xp_of
 from ..errors import GraphError
-from .function import _local, _special
+from .forward import count_special
+from .function import _local
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -31,12 +32,12 @@ def detect_anomaly() -> Iterator[None]:
     """Raise at the first NaN/Inf an op produces, forward or backward (this thread)."""
     prev = _local.anomaly
     _local.anomaly = True
-    _special[0] += 1
+    count_special(1)
     try:
         yield
     finally:
         _local.anomaly = prev
-        _special[0] -= 1
+        count_special(-1)
 
 
 def is_anomaly_enabled() -> bool:

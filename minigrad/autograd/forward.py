@@ -30,6 +30,7 @@ shape and cast to its dtype here, once for every op.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,16 @@ def refuse_inplace(t: Any, op: str) -> None:
     if tangent_of(t) is not ZERO:
         raise GraphError(f"{op}: in-place change of a tensor that carries a tangent inside "
                          "mg.jvp; its tangent would not follow; use the out-of-place form")
+
+
+_special_lock = threading.Lock()
+
+
+def count_special(delta: int) -> None:
+    """Change the count of running forward-mode and anomaly blocks (all threads): under a
+    lock, since two threads may enter or leave at once."""
+    with _special_lock:
+        _special[0] += delta
 
 
 def _set_tangent(t: Any, tangent: Any) -> None:
@@ -222,7 +233,7 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
         dirs.append(d if d.dtype == a.dtype else d.astype(a.dtype))
     token = object()
     _local.tangents = token
-    _special[0] += 1
+    count_special(1)
     try:
         for x, d in zip(xs, dirs):
             if d is not None:
@@ -238,7 +249,7 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
             tangents_out.append(_tensor(dense(tangent_of(o), o._data), None, 0))
     finally:
         _local.tangents = None
-        _special[0] -= 1
+        count_special(-1)
     if isinstance(out, (tuple, list)):
         return tuple(outs), tuple(tangents_out)
     return out, tangents_out[0]
