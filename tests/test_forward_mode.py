@@ -396,3 +396,27 @@ def test_every_primitive_has_a_jvp_rule_and_a_row_in_the_table() -> None:
         exercised |= {r.name for r in mg.tape(y)}
     names = {c.op_name or c.__name__.lower() for c in prims if c.op_name}
     assert names - exercised == {"to"}  # a copy between devices: tests/test_cuda.py
+
+
+def test_forward_mode_is_per_thread() -> None:
+    import threading
+
+    seen = {}
+
+    def other() -> None:  # runs while the main thread is inside mg.jvp
+        w = mg.tensor(np.array([2.0]), requires_grad=True)
+        y = (w * 3).tanh()
+        y.backward()
+        seen["grad"] = w.grad.item()
+        seen["tangent"] = getattr(y, "_tangent", None)
+
+    def fn(x: mg.Tensor) -> mg.Tensor:
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        return x * 2
+
+    _, tan = mg.jvp(fn, (mg.tensor([1.0]),), (mg.tensor([1.0]),))
+    assert tan.item() == 2.0
+    assert seen["grad"] == pytest.approx(3 * (1 - np.tanh(6.0) ** 2))
+    assert seen["tangent"] is None
