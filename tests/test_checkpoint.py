@@ -126,3 +126,14 @@ def test_without_grad_mode_it_is_a_plain_call() -> None:
     with mg.no_grad():
         y = mg.checkpoint(lambda t: calls.append(1) or t * 2, mg.tensor([1.0]))
     assert y.item() == 2.0 and calls == [1] and y.grad_fn is None
+
+
+def test_inside_jvp_a_checkpoint_is_a_plain_call() -> None:
+    def block(h: mg.Tensor) -> mg.Tensor:
+        return (h * h).tanh()
+
+    x, v = mg.tensor(np.array([0.5, -1.0])), mg.tensor(np.array([1.0, 2.0]))
+    y0, t0 = mg.jvp(block, (x,), (v,))
+    y1, t1 = mg.jvp(lambda h: mg.checkpoint(block, h), (x,), (v,))
+    np.testing.assert_array_equal(y1.numpy(), y0.numpy())
+    np.testing.assert_array_equal(t1.numpy(), t0.numpy())

@@ -149,3 +149,16 @@ def test_vjp_of_an_input_the_output_ignores_is_zero() -> None:
     ga, gb = vjp_fn(mg.tensor(np.ones(3)))
     np.testing.assert_array_equal(ga.numpy(), 2 * np.ones(3))
     assert gb.shape == A.shape and not gb.numpy().any()
+
+
+def test_jacobian_with_create_graph_can_be_differentiated(torch: Any) -> None:
+    x = RNG.standard_normal(3)
+    xt = mg.tensor(x, requires_grad=True)
+    j = mg.jacobian(f_mg, xt, create_graph=True)
+    (g,) = mg.grad((j * j).sum(), xt)
+    tx = torch.tensor(x, requires_grad=True)
+    tj = torch.autograd.functional.jacobian(lambda v: f_torch(torch, v), tx, create_graph=True)
+    (tg,) = torch.autograd.grad((tj * tj).sum(), tx)
+    np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(mg.GraphError, match="create_graph needs mode='reverse'"):
+        mg.jacobian(f_mg, xt, mode="forward", create_graph=True)

@@ -25,10 +25,15 @@ from .api import grad
 from .forward import jvp
 
 
-def _leaves(inputs: tuple) -> tuple:
-    """Fresh leaves that require grad, sharing the inputs' arrays (no copy)."""
+def _leaves(inputs: tuple, keep: bool = False) -> tuple:
+    """Fresh leaves that require grad, sharing the inputs' arrays (no copy); with ``keep``,
+    an input that requires grad is used itself, so that results built from it under
+    ``create_graph`` stay connected to it."""
     out = []
     for k, x in enumerate(inputs):
+        if keep and isinstance(x, fn_mod._Tensor) and x._rg:
+            out.append(x)
+            continue
         a = x._data if isinstance(x, fn_mod._Tensor) else x
         if not hasattr(a, "dtype") or a.dtype.kind not in "fc":
             raise GraphError(f"input {k} must be a floating-point Tensor or array, got "
@@ -152,12 +157,13 @@ def jacobian(fn: Callable[..., Any], inputs: Any, mode: str = "reverse",
     shape ``output.shape + input.shape``; otherwise nested tuples as in
     ``torch.autograd.functional.jacobian``. ``mode="reverse"`` builds it by rows (one
     VJP per output element), ``mode="forward"`` by columns (one JVP per input
-    element). ``create_graph`` (reverse mode) keeps the result differentiable.
+    element). ``create_graph`` (reverse mode) keeps the result differentiable, with
+    respect to the inputs themselves where they require grad.
     """
     if mode not in ("reverse", "forward"):
         raise ArgumentError(f"jacobian: mode must be 'reverse' or 'forward', got {mode!r}")
     ins, multi_in = _as_tuple(inputs)
-    xs = _leaves(ins)
+    xs = _leaves(ins, keep=create_graph)
     if mode == "forward":
         if create_graph:
             raise GraphError("jacobian: create_graph needs mode='reverse'")
