@@ -9,6 +9,7 @@ checks (``mg.gradcheck``) and the subpackages ``mg.nn``, ``mg.optim``, ``mg.data
 from . import backend
 from .autograd import (Function, Tape, enable_grad, grad, is_grad_enabled, no_grad,
                        set_grad_enabled, tape)
+from .autograd import checkpoint, detect_anomaly, hessian, hvp, jacobian, jvp, vjp
 from .backend import cuda_available, synchronize
 from .creation import (arange, as_tensor, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
@@ -42,8 +43,8 @@ __all__ = [
     "MissingAttributeError", "MissingFileError", "MissingKeyError",
     "NotSupportedError", "ShapeError", "Tape", "Tensor", "abs", "add",
     "arange", "argmax", "argmin", "as_tensor", "astype",
-    "backend", "bool_", "broadcast_to", "clip", "concatenate", "cuda_available", "data",
-    "distributed", "div",
+    "backend", "bool_", "broadcast_to", "checkpoint", "clip", "concatenate", "cuda_available",
+    "data", "detect_anomaly", "distributed", "div", "hessian", "hvp", "jacobian", "jvp", "vjp",
     "enable_grad", "equal", "exp", "flatten", "float16", "float32", "float64", "full",
     "getitem", "grad", "gradcheck", "gradgradcheck", "greater", "greater_equal", "int16",
     "int32", "int64", "int8", "is_grad_enabled", "less", "less_equal", "load", "log",

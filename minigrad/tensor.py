@@ -131,7 +131,8 @@ def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
 class Tensor:
     """A multidimensional array that can record the operations made with it."""
 
-    __slots__ = ("_data", "grad", "_rg", "_edge", "_vc", "_name", "__weakref__")
+    __slots__ = ("_data", "grad", "_rg", "_edge", "_vc", "_name", "__weakref__",
+                 "_tangent", "_hooks")  # forward mode's tangent; a leaf's gradient hooks
     # NumPy defers to Tensor's reflected operators (ndarray * Tensor -> Tensor).
     __array_ufunc__ = None
 
@@ -366,11 +367,31 @@ class Tensor:
             retain_graph = create_graph
         run_backward([self], [grad], retain_graph, create_graph)
 
+    def register_hook(self, fn: Any) -> Any:
+        """Call ``fn(grad)`` with this tensor's gradient during backward and ``mg.grad``.
+
+        ``fn`` may return a replacement gradient (same shape) or None. Works on leaves
+        and intermediates; returns a handle whose ``remove()`` unregisters it.
+        """
+        from .autograd.hooks import register_hook
+
+        return register_hook(self, fn)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` (accumulated like a leaf's)."""
+        from .autograd.hooks import retain_grad
+
+        retain_grad(self)
+
     # ------------------------------------------------------------- in place
     def _refuse_if_recorded(self, op: str, hint: str) -> None:
         """In-place changes would corrupt a tensor whose history is being recorded."""
         if self._rg and _fn._local.grad:
             raise GraphError(f"{op}: in-place change of a tensor that requires grad{hint}")
+        if _fn._special[0] and getattr(self, "_tangent", None) is not None:
+            from .autograd.forward import refuse_inplace
+
+            refuse_inplace(self, op)
 
     def _inplace(self, op: str, value: Any) -> Tensor:
         self._refuse_if_recorded(op, "; wrap it in mg.no_grad() (as optimisers do) or use the "

@@ -97,6 +97,7 @@ def check_syncbn() -> None:
                     getattr(sync, name).grad = None
                     getattr(ref, name).grad = None
         check_second_derivative(sync, ref, x_full, w_full, rows, shape)
+        check_forward_mode(sync, ref, x_full, w_full, rows, shape)
         sync.eval()
         ref.eval()
         close(f"eval {shape}", sync(mg.tensor(x_full[rows])).numpy(),
@@ -112,6 +113,13 @@ def check_second_derivative(sync, ref, x_full, w_full, rows, shape) -> None:
     want = hess_term(ref, mg.tensor(x_full, requires_grad=True), w_full)
     got = hess_term(sync, mg.tensor(x_full[rows], requires_grad=True), w_full[rows])
     close(f"second derivative {shape}", got.numpy(), want.numpy()[rows], 1e-10)
+
+
+def check_forward_mode(sync, ref, x_full, t_full, rows, shape) -> None:
+    """mg.jvp through SyncBatchNorm: each rank's rows of the whole batch's tangent."""
+    _, want = mg.jvp(ref, (mg.tensor(x_full),), (mg.tensor(t_full),))
+    _, got = mg.jvp(sync, (mg.tensor(x_full[rows]),), (mg.tensor(t_full[rows]),))
+    close(f"jvp {shape}", got.numpy(), want.numpy()[rows])
 
 
 # ---------------------------------------------------------------------- collectives

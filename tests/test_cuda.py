@@ -761,3 +761,80 @@ def test_training_step_replays_as_a_cuda_graph(cp: Any) -> None:
     assert np.isfinite(loss.item())
     for (k, a), (_, b) in zip(graphed.state_dict().items(), eager.state_dict().items()):
         assert_close(a, b, np.float32, k)
+
+
+# ====================================================================== autograd beyond backward
+W_CONST = np.random.default_rng(3).standard_normal((3, 4))
+
+JVP_CASES: dict[str, tuple[Callable, list]] = {
+    # a constant operand (no tangent) on the GPU: the symbolic zero meets CuPy arrays
+    "matmul_const_tanh": (lambda x: (x @ mg.tensor(W_CONST, device=x.device)).tanh(), [(2, 3)]),
+    "mul_div_pow": (lambda a, b: (a * b / (b + 3.0)) ** 2 + a ** b.abs(), [(2, 3), (3,)]),
+    "where_concat_getitem": (lambda a, b: mg.concatenate(
+        [mg.where(a > 0, a, b), a[[0, 1, 1]]], axis=0).exp(), [(2, 3), (2, 3)]),
+    "softmax_reduce": (lambda a: F.softmax(a, axis=1).var(axis=0) + a.max(axis=1).sum(),
+                       [(3, 4)]),
+    "linear_cross_entropy": (lambda x, w, b: F.cross_entropy(
+        F.linear(x, w, b), mg.tensor([1, 0, 2], device=x.device)), [(3, 4), (3, 4), (3,)]),
+    "conv_pool": (lambda x, w: F.avg_pool2d(F.max_pool2d(F.conv2d(x, w, padding=1), 2), 2),
+                  [(2, 2, 4, 4), (3, 2, 3, 3)]),
+    "batch_norm_fused": (lambda x, w, b: bn_mod.batch_norm(x, None, None, w, b),
+                         [(4, 2, 3, 3), (2,), (2,)]),
+}
+
+
+@gpu
+@pytest.mark.parametrize("name", list(JVP_CASES))
+def test_jvp_on_cuda_matches_cpu(cp: Any, name: str) -> None:
+    fn, shapes = JVP_CASES[name]
+    xs = [normal(s, F64, k) for k, s in enumerate(shapes)]
+    vs = [normal(s, F64, 10 + k) for k, s in enumerate(shapes)]
+    out = {}
+    for dev in ("cpu", "cuda"):
+        y, t = mg.jvp(fn, tuple(mg.tensor(x, device=dev) for x in xs),
+                      tuple(mg.tensor(v, device=dev) for v in vs))
+        assert t.device == dev
+        out[dev] = (y, t)
+    assert_close(out["cuda"][0], out["cpu"][0], F64, name)
+    assert_close(out["cuda"][1], out["cpu"][1], F64, name)
+
+
+@gpu
+def test_jacobian_hessian_and_hvp_on_cuda_match_cpu(cp: Any) -> None:
+    def f(x: mg.Tensor) -> mg.Tensor:
+        return (x @ mg.tensor(W_CONST, device=x.device)).tanh().sum(axis=0)
+
+    def s(x: mg.Tensor) -> mg.Tensor:
+        return (x.tanh() ** 3).sum()
+
+    x = normal((2, 3), F64)
+    got = {}
+    for dev in ("cpu", "cuda"):
+        xt = mg.tensor(x, device=dev)
+        got[dev] = [mg.jacobian(f, xt), mg.jacobian(f, xt, mode="forward"),
+                    mg.hessian(s, xt), mg.hvp(s, xt, mg.tensor(x * 2, device=dev))[1]]
+    for a, b in zip(got["cuda"], got["cpu"]):
+        assert a.device == "cuda"
+        assert_close(a, b, F64)
+
+
+@gpu
+def test_hooks_checkpoint_and_anomaly_on_cuda(cp: Any) -> None:
+    mg.manual_seed(0)
+    block = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4)).to("cuda").double()
+    x = mg.tensor(normal((3, 4), F64), device="cuda", requires_grad=True)
+    seen = []
+    h = x.register_hook(lambda g: seen.append(g.device) or g * 2)
+    mg.checkpoint(block, x).sum().backward()
+    ckpt = [x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()]
+    h.remove()
+    x.grad = None
+    block.zero_grad()
+    block(x).sum().backward()
+    plain = [x.grad.numpy() * 2] + [p.grad.numpy() for p in block.parameters()]
+    assert seen == ["cuda"]
+    for a, b in zip(ckpt, plain):
+        np.testing.assert_array_equal(a, b)
+    z = mg.tensor(np.zeros(2), device="cuda", requires_grad=True)
+    with mg.detect_anomaly(), pytest.raises(mg.GraphError, match="backward of sqrt"):
+        (z * 1).sqrt().sum().backward()

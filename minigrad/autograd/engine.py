@@ -21,7 +21,10 @@ from typing import Any
 from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
+from .anomaly import checked_vjp
 from .function import NO_GRAD, Edge, Function, _freed_message, _leaf_edge, _local, _tensor
+from .hooks import run_leaf_hooks, run_record_hooks
+from .hooks import used as hooks_used
 
 
 def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
@@ -43,6 +46,8 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     pending: dict[Any, Any] = {}
     found: list[Any] = [None] * len(wanted)  # the gradients of wanted non-leaf values
     prev_mode, _local.grad = _local.grad, create_graph
+    vjp = checked_vjp(_vjp) if _local.anomaly else _vjp
+    hooked = hooks_used[0]  # were gradient hooks ever registered (Tensor.register_hook)
     try:
         for r, g in zip(roots, grads):
             _accumulate(pending, _key(edge_of(r)), _seed(r, g, create_graph))
@@ -51,9 +56,11 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             gs = (g,) if len(rec.out_meta) == 1 else _output_grads(pending, rec, g)
             if gs[0] is None:  # nothing flowed into this record
                 continue
+            if hooked and rec.hooks:
+                gs = run_record_hooks(rec, gs, create_graph)
             if wanted:
                 _capture(rec, gs, wanted, found)
-            for e, gi in zip(rec.edges, _vjp(rec, gs, create_graph)):
+            for e, gi in zip(rec.edges, vjp(rec, gs, create_graph)):
                 if gi is None or e is NO_GRAD:
                     continue
                 if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):
@@ -78,7 +85,7 @@ def _wanted_grads(pending: dict, wanted: dict, found: list, create_graph: bool) 
     for leaf, g in pending.items():
         k = wanted.get(leaf)
         if k is not None and isinstance(leaf, fn_mod._Tensor):
-            found[k] = g
+            found[k] = run_leaf_hooks(leaf, g, create_graph) if _hooked(leaf) else g
     return [g if g is None or create_graph else _tensor(g, None, 0) for g in found]
 
 
@@ -207,6 +214,8 @@ def _store_leaf_grads(pending: dict, seeds: Sequence[Any], create_graph: bool) -
     for leaf, g in pending.items():
         if not isinstance(leaf, T):
             continue  # a record nothing reached (it was not on the way)
+        if _hooked(leaf):
+            g = run_leaf_hooks(leaf, g, create_graph)
         if create_graph:
             leaf.grad = g if leaf.grad is None else leaf.grad + g
             continue
@@ -302,3 +311,8 @@ def _prune(records: list[Function], wanted: dict) -> list[Function]:
                 for e in rec.edges if e is not NO_GRAD):
             useful.add(rec)
     return [rec for rec in records if rec in useful]
+
+
+def _hooked(leaf: Any) -> bool:
+    """Whether hooks are registered on the leaf's gradient (Tensor.register_hook)."""
+    return hooks_used[0] and bool(getattr(leaf, "_hooks", None))

@@ -38,6 +38,9 @@ class _ThreadState(threading.local):
     """
 
     grad = True
+    #: forward mode: the token of the running `mg.jvp` (None: off); see autograd/forward.py
+    tangents: Any = None
+    anomaly = False  #: inside `mg.detect_anomaly()` (autograd/anomaly.py)
 
     def __init__(self) -> None:
         self.on_record: list = []
@@ -45,6 +48,10 @@ class _ThreadState(threading.local):
 
 _local = _ThreadState()
 _observed = [0]  # how many observers are registered, all threads together
+# How many forward-mode or anomaly-detection blocks are running, all threads together:
+# while 0, `apply` pays one test for both (autograd/forward.py takes the op otherwise).
+_special = [0]
+_special_apply: Any = None  # set by autograd/forward.py
 _seq = itertools.count()
 # The write epoch: bumped by every tracked in-place write (in any thread), which also
 # stamps the written tensor's version counter with it. A record made at the current
@@ -127,6 +134,12 @@ class Function:
     _epoch = 0  # the write epoch when this record was made
 
     array_backward = False
+    #: the forward-mode rule ``jvp(ctx, *tangents)`` (autograd/forward.py); None: none
+    jvp: Any = None
+    #: the file:line of the user's code that called the op (only under detect_anomaly)
+    source: str | None = None
+    #: output index -> the hooks on that output's gradient (Tensor.register_hook)
+    hooks: dict | None = None
     #: the name shown in the tape and in graphs; defaults to the class name in lower case
     op_name: str | None = None
 
@@ -233,6 +246,8 @@ class Function:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
+        if _special[0]:  # forward mode or anomaly detection, in some thread
+            return _special_apply(cls, ctx, inputs, arrays, edges, record, constant, params, out)
         if not (record and _local.grad):  # nothing to differentiate: no record
             if type(out) is tuple:
                 return tuple([_tensor(o, None, 0) for o in out])

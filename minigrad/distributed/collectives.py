@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..autograd.forward import dense
 from ..autograd.function import Function, is_grad_enabled
 from ..creation import as_tensor
 from ..errors import DistributedError
@@ -159,6 +160,12 @@ class _AllReduce(Function):
     def backward(ctx: Any, dy: Tensor) -> Tensor:
         return all_reduce(dy, ctx.params["op"], ctx.params["comm"])
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        # Linear: the same reduction of the tangents. Every rank must join the
+        # collective, so a symbolic zero travels as real zeros.
+        return ctx.params["comm"].all_reduce(dense(t, ctx.primals[0]), ctx.params["op"])
+
 
 class _AllGather(Function):
     """``y[r] = x on rank r``; the VJP for this rank's x is row ``rank`` of the sum of dy."""
@@ -173,6 +180,10 @@ class _AllGather(Function):
     def backward(ctx: Any, dy: Tensor) -> Tensor:
         comm = ctx.params["comm"]
         return all_reduce(dy, "sum", comm)[comm.rank]
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return ctx.params["comm"].all_gather(dense(t, ctx.primals[0]))
 
 
 class _Broadcast(Function):
@@ -189,3 +200,7 @@ class _Broadcast(Function):
         comm = ctx.params["comm"]
         total = all_reduce(dy, "sum", comm)
         return total if comm.rank == ctx.params["root"] else total * 0
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return ctx.params["comm"].broadcast(dense(t, ctx.primals[0]), ctx.params["root"])

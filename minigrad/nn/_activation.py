@@ -50,6 +50,11 @@ class Softmax(Function):
         axis = ctx.params.get("axis", -1)
         return y * (g - (g * y).sum(axis=axis, keepdims=True))
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        y, axis = ctx.outputs, ctx.params.get("axis", -1)
+        return y * (t - (t * y).sum(axis=axis, keepdims=True))
+
 
 class LogSoftmax(Function):
     """``y = x - log(sum(exp(x)))`` along ``axis``, computed without overflow.
@@ -72,6 +77,11 @@ class LogSoftmax(Function):
         (y,) = ctx.saved_tensors
         axis = ctx.params.get("axis", -1)
         return g - _exp(y) * g.sum(axis=axis, keepdims=True)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        y, axis = ctx.outputs, ctx.params.get("axis", -1)
+        return t - (np.exp(y) * t).sum(axis=axis, keepdims=True)
 
 
 softmax_fn = dual(Softmax)
@@ -138,6 +148,10 @@ class Dropout(Function):
     def backward(ctx: Any, g: Any) -> Any:
         (mask,) = ctx.saved_tensors
         return g * mask
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t * ctx.saved[0]
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

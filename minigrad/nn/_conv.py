@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd.function import Function, dual
+from ..autograd.forward import ZERO, linear
 from ..errors import ShapeError
 from ..tensor import Tensor
 from . import _conv_arrays as ca
@@ -56,6 +57,16 @@ class Conv2d(Function):
             gb = ca.bias_grad(g) if len(need) > 2 and need[2] else None
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
+    @staticmethod
+    def jvp(ctx: Any, tx: Any, tw: Any, tb: Any = ZERO) -> Any:
+        # Bilinear in (x, w), plus the bias: conv(dx, w) + conv(x, dw) + db
+        x, w = ctx.primals[:2]
+        p = {"stride": ctx.params.get("stride", (1, 1)),
+             "padding": ctx.params.get("padding", (0, 0))}
+        return (linear(tx, lambda t: conv2d_raw(t, w, **p))
+                + linear(tw, lambda t: conv2d_raw(x, t, **p))
+                + linear(tb, lambda t: t.reshape(1, -1, 1, 1)))
+
 
 class Conv2dInputGrad(Function):
     """``dL/dx`` of a convolution: ``col2im(w.T @ g)`` for ``g`` (N, F, Ho, Wo).
@@ -83,6 +94,12 @@ class Conv2dInputGrad(Function):
                 conv2d_weight_grad(gg, g, kernel=tuple(w.shape[2:]), stride=stride,
                                    padding=padding) if need[1] else None)
 
+    @staticmethod
+    def jvp(ctx: Any, tg: Any, tw: Any) -> Any:
+        g, w = ctx.primals
+        return (linear(tg, lambda t: conv2d_input_grad(t, w, **ctx.params))
+                + linear(tw, lambda t: conv2d_input_grad(g, t, **ctx.params)))
+
 
 class Conv2dWeightGrad(Function):
     """``dL/dw`` of a convolution: ``sum_n g[n] @ im2col(x)[n].T``, shape (F, C, kh, kw)."""
@@ -103,6 +120,12 @@ class Conv2dWeightGrad(Function):
         return (conv2d_input_grad(g, gw, x_shape=ctx.x_shape, stride=stride,
                                   padding=padding) if need[0] else None,
                 conv2d_raw(x, gw, stride=stride, padding=padding) if need[1] else None)
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Any, tg: Any) -> Any:
+        x, g = ctx.primals
+        return (linear(tx, lambda t: conv2d_weight_grad(t, g, **ctx.params))
+                + linear(tg, lambda t: conv2d_weight_grad(x, t, **ctx.params)))
 
 
 conv2d_raw = dual(Conv2d)

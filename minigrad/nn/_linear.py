@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd.function import Function
+from ..autograd.forward import ZERO
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
@@ -64,6 +65,11 @@ class Linear(Function):
             return gx, gw, None
         ones = _ONES.get((type(g), g.shape[0], g.dtype))  # the common case of sum_rows, inline
         return gx, gw, ones @ g if ones is not None else sum_rows(g)
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Any, tw: Any, tb: Any = ZERO) -> Any:
+        x, w = ctx.primals[:2]
+        return tx @ w.T + x @ tw.T + tb
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -64,6 +64,17 @@ class CrossEntropy(Function):
         onehot[xp_of(onehot).arange(n), target] = 1
         return (softmax_fn(logits, axis=1) - onehot) * scale
 
+    @staticmethod
+    def jvp(ctx: Any, tz: Any) -> Any:
+        # d(logsumexp(z) - z[target]) = sum(softmax(z) * dz) - dz[target], per row
+        _, p = ctx.saved
+        target, reduction = ctx.params["target"], ctx.params["reduction"]
+        n = p.shape[0]
+        per_row = (p * tz).sum(axis=1) - tz[xp_of(p).arange(n), target]
+        if reduction == "none":
+            return per_row
+        return per_row.sum() / n if reduction == "mean" else per_row.sum()
+
 
 def _check_reduction(op: str, reduction: str) -> None:
     if reduction not in _REDUCTIONS:

@@ -145,6 +145,11 @@ class MaxPool2d(Function):
         sel_a, sel_b = ctx.saved_tensors
         return max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), **ctx.geometry)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        # Piecewise linear: each window's tangent is its winner's
+        return _max_gather2d(t, *ctx.saved, **ctx.params)
+
 
 class MaxUnpool2d(Function):
     """The VJP of max pooling: each window's gradient goes to its winner, zeros elsewhere."""
@@ -176,6 +181,10 @@ class MaxUnpool2d(Function):
         sel_a, sel_b = ctx.saved_tensors
         return max_gather2d(gg, sel_a, sel_b, **ctx.geometry), None, None
 
+    @staticmethod
+    def jvp(ctx: Any, tg: Any, ta: Any, tb: Any) -> Any:
+        return _max_unpool2d(tg, *ctx.primals[1:], **ctx.params)
+
 
 class MaxGather2d(Function):
     """The adjoint of `MaxUnpool2d`: read each window's winner from ``v`` (N, C, H, W)."""
@@ -204,6 +213,10 @@ class MaxGather2d(Function):
         sel_a, sel_b = ctx.saved_tensors
         return (max_unpool2d(g, sel_a, sel_b, x_shape=tuple(ctx.x_shape), **ctx.geometry),
                 None, None)
+
+    @staticmethod
+    def jvp(ctx: Any, tv: Any, ta: Any, tb: Any) -> Any:
+        return _max_gather2d(tv, *ctx.primals[1:], **ctx.params)
 
 
 _max_unpool2d = dual(MaxUnpool2d)
@@ -245,6 +258,10 @@ class AvgPool2d(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return avg_unpool2d(g, x_shape=tuple(ctx.x_shape), **ctx.geometry)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return avg_pool2d_raw(t, **ctx.params)
+
 
 class AvgUnpool2d(Function):
     """The VJP of average pooling: spread ``g / (kh*kw)`` evenly over each window."""
@@ -281,6 +298,10 @@ class AvgUnpool2d(Function):
     @staticmethod
     def backward(ctx: Any, gg: Any) -> Any:
         return avg_pool2d_raw(gg, **ctx.geometry)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return avg_unpool2d(t, **ctx.params)
 
 
 avg_pool2d_raw = dual(AvgPool2d)

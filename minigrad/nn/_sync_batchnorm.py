@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
+from ..autograd.forward import ZERO
 from ..autograd.function import Function, is_grad_enabled
 from ..distributed import collectives
 from ..distributed.comm import Communicator
@@ -155,6 +156,26 @@ class SyncBatchNormOp(Function):
         need = ctx.needs_input_grad
         return (dx if need[0] else None, dgamma if need[1] else None,
                 dbeta if need[2] else None)
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Any, tgamma: Any, tbeta: Any) -> Any:
+        # y = gamma * x_hat + beta, and x_hat moves with the whole batch's statistics:
+        # t_hat = inv_std * (tx - mean(tx) - x_hat * mean(x_hat * tx)), means over every
+        # rank's values, from one all-reduce (the forward twin of the backward's).
+        x, gamma = ctx.saved
+        p = ctx.params
+        shape, c, n = _channel_shape(x), x.shape[1], p["count"]
+        axes = (0, *range(2, x.ndim))
+        x_hat = (x - p["mean"].reshape(shape)) * p["inv_std"].reshape(shape)
+        t_hat = ZERO
+        if tx is not ZERO:
+            local = backend.xp_of(x).concatenate([tx.sum(axis=axes),
+                                                  (tx * x_hat).sum(axis=axes)])
+            total = p["comm"].all_reduce(local, "sum")
+            t_hat = p["inv_std"].reshape(shape) * (tx - (total[:c] / n).reshape(shape)
+                                                   - x_hat * (total[c:] / n).reshape(shape))
+        scale = 1 if gamma is None else gamma.astype(x.dtype, copy=False).reshape(shape)
+        return scale * t_hat + tgamma.reshape(shape) * x_hat + tbeta.reshape(shape)
 
 
 def _channel_shape(x: Any) -> tuple[int, ...]:

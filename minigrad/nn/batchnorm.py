@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
+from ..autograd.forward import ZERO, linear
 from ..autograd.function import Function, is_grad_enabled
 from ..errors import ArgumentError, ArgumentTypeError, DTypeError, ShapeError
 from ..tensor import Tensor
@@ -486,6 +487,10 @@ class BatchNormOp(Function):
         return (dx if need[0] else None, dgamma if need[1] else None,
                 dbeta if need[2] else None, None, None)
 
+    @staticmethod
+    def jvp(ctx: Any, tx: Any, tgamma: Any, tbeta: Any, t_mean: Any, t_var: Any) -> Any:
+        return _jvp_arrays(ctx, tx, tgamma, tbeta)
+
 
 def _vjp_arrays(ctx: Any, dy: Any) -> tuple[Any, Any, Any]:
     """The plain backward, on raw arrays (float16 ones in float32, as the forward)."""
@@ -542,6 +547,32 @@ def _vjp_graph(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         dgamma, dbeta = dgamma.astype(gamma.dtype, copy=False), dbeta.astype(gamma.dtype,
                                                                                copy=False)
     return dx.astype(out_dtype, copy=False), dgamma, dbeta
+
+
+def _jvp_arrays(ctx: Any, tx: Any, tgamma: Any, tbeta: Any) -> Any:
+    """Forward mode, hand-derived: ``dy = dgamma * x_hat + gamma * dx_hat + dbeta`` with
+
+        dx_hat = inv_std * (dx - mean(dx) - x_hat * mean(x_hat * dx))    (training)
+        dx_hat = inv_std * dx                                            (evaluation)
+
+    the means per channel. In training the mean and variance move with ``x``: the two
+    subtracted terms are their tangents. The running statistics are constants here, as
+    they are for the VJP.
+    """
+    x, gamma, mean, inv_std = ctx.saved
+    axes = (0, *range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    inv_std, mean = inv_std.reshape(shape), mean.reshape(shape)
+    x_hat = (x - mean) * inv_std
+    dx_hat = ZERO
+    if tx is not ZERO:
+        if ctx.params["training"]:
+            tx = (tx - tx.mean(axis=axes, keepdims=True)
+                  - x_hat * (x_hat * tx).mean(axis=axes, keepdims=True))
+        dx_hat = tx * inv_std
+    g = 1 if gamma is None else gamma.astype(x.dtype, copy=False).reshape(shape)
+    return (linear(tgamma, lambda t: t.reshape(shape) * x_hat) + dx_hat * g
+            + linear(tbeta, lambda t: t.reshape(shape)))
 
 
 # --------------------------------------------------------------------------- modules

@@ -163,6 +163,36 @@ _version = [0]
 _NO_CALLER = (None, None)
 
 
+def _add_hook(module: Module, kind: int, fn: Any) -> Any:
+    from ..autograd.hooks import RemovableHandle, next_id
+
+    if not callable(fn):
+        raise ArgumentTypeError(f"register_forward_hook: expected a function, got "
+                                f"{type(fn).__name__}")
+    hooks = module.__dict__.get("_forward_hooks")
+    if hooks is None:
+        hooks = module.__dict__["_forward_hooks"] = ({}, {})
+    key = next_id()
+    hooks[kind][key] = fn
+    return RemovableHandle(hooks[kind], key)
+
+
+def _run_pre_hooks(module: Module, hooks: dict, args: tuple) -> tuple:
+    for fn in list(hooks.values()):
+        new = fn(module, args)
+        if new is not None:
+            args = new if isinstance(new, tuple) else (new,)
+    return args
+
+
+def _run_hooks(module: Module, hooks: dict, args: tuple, out: Any) -> Any:
+    for fn in list(hooks.values()):
+        new = fn(module, args, out)
+        if new is not None:
+            out = new
+    return out
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -310,6 +340,9 @@ class Module:
         raise NotSupportedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        hooks = self.__dict__.get("_forward_hooks")  # (pre hooks, hooks) once registered
+        if hooks is not None and hooks[0]:
+            args = _run_pre_hooks(self, hooks[0], args)
         calls = _calls.stack
         caller, caller_scope = calls[-1] if calls else _NO_CALLER
         cache = self.__dict__["_scope_cache"]
@@ -320,9 +353,23 @@ class Module:
             scope = self._make_scope(caller, caller_scope)
         _enter(self, scope)
         try:
-            return self.forward(*args, **kwargs)
+            out = self.forward(*args, **kwargs)
         finally:
             _leave()
+        if hooks is not None and hooks[1]:
+            out = _run_hooks(self, hooks[1], args, out)
+        return out
+
+    def register_forward_pre_hook(self, fn: Callable[[Module, tuple], Any]) -> Any:
+        """Call ``fn(module, inputs)`` before every ``forward``; ``inputs`` is the tuple of
+        positional arguments. ``fn`` may return replacement inputs (a tuple, or one value).
+        Returns a handle whose ``remove()`` unregisters it."""
+        return _add_hook(self, 0, fn)
+
+    def register_forward_hook(self, fn: Callable[[Module, tuple, Any], Any]) -> Any:
+        """Call ``fn(module, inputs, output)`` after every ``forward``; ``fn`` may return a
+        replacement output. Returns a handle whose ``remove()`` unregisters it."""
+        return _add_hook(self, 1, fn)
 
     def _make_scope(self, caller: Module | None, caller_scope: Scope | None) -> Scope:
         """The scope of this call: the path from the outermost module being called."""

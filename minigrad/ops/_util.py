@@ -63,6 +63,10 @@ class SumTo(Function):
     def backward(ctx: Any, gy: Any) -> Any:
         return broadcast_to(gy, ctx.in_shape)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return _sum_to_array(t, ctx.params["shape"])
+
 
 class BroadcastTo(Function):
     """Repeat along new or size-1 axes without copying."""
@@ -80,6 +84,10 @@ class BroadcastTo(Function):
     @staticmethod
     def backward(ctx: Any, gy: Any) -> Any:
         return sum_to(gy, ctx.in_shape)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t  # broadcast to the output's shape by the caller
 
 
 _sum_to = dual(SumTo)

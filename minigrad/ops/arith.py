@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from ..autograd.forward import ZERO
 from ..autograd.function import Function
 from ..errors import ShapeError
 from ._util import shape_of, sum_to
@@ -27,6 +30,10 @@ class Add(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return g, g
 
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        return ta + tb
+
 
 class Sub(Function):
     array_backward = True
@@ -39,6 +46,10 @@ class Sub(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return g, (-g if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        return ta - tb
 
 
 class Mul(Function):
@@ -55,6 +66,11 @@ class Mul(Function):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         return (g * b if need_a else None), (g * a if need_b else None)
+
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        a, b = ctx.primals
+        return ta * b + a * tb
 
 
 class Div(Function):
@@ -73,6 +89,11 @@ class Div(Function):
         gb = -ga * a / b if ctx.needs_input_grad[1] else None
         return (ga if ctx.needs_input_grad[0] else None), gb
 
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        b = ctx.primals[1]
+        return (ta - ctx.outputs * tb) / b
+
 
 class Neg(Function):
     array_backward = True
@@ -85,6 +106,10 @@ class Neg(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return -g
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return -t
 
 
 class PowConst(Function):
@@ -105,6 +130,12 @@ class PowConst(Function):
         if c == 2:
             return g * (x * 2)
         return g * (x ** (c - 1) * c)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        (x,) = ctx.primals
+        c = ctx.params["c"]
+        return t * (x ** (c - 1) * c)
 
 
 class Pow(Function):
@@ -131,6 +162,15 @@ class Pow(Function):
             # math.log keeps a Python base weakly typed, so float32 stays float32
             gb = g * y * (log(a) if hasattr(a, "shape") else math.log(a))
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        a, b = ctx.primals
+        y = ctx.outputs
+        out = ta * (b * a ** (b - 1))
+        if tb is not ZERO:  # log(a) only when the exponent moves: it is nan for a < 0
+            out = out + tb * (y * np.log(a))
+        return out
 
 
 class MatMul(Function):
@@ -170,6 +210,11 @@ class MatMul(Function):
         if need_b:
             gb = sum_to(a2.swapaxes(-1, -2) @ g2, tuple(b2.shape)).reshape(tuple(b.shape))
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        a, b = ctx.primals
+        return ta @ b + a @ tb
 
 
 def _const(x: Any) -> Any:

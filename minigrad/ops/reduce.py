@@ -27,6 +27,10 @@ class Sum(Function):
             g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
         return broadcast_to(g, ctx.in_shape)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.sum(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False))
+
 
 class Mean(Function):
     array_backward = True
@@ -48,6 +52,10 @@ class Mean(Function):
         for a in ctx.axes:
             m *= ctx.in_shape[a]
         return broadcast_to(g * (1.0 / m), ctx.in_shape)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.mean(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False))
 
 
 class Var(Function):
@@ -77,6 +85,13 @@ class Var(Function):
         # Recomputing the centred x from the saved input keeps this differentiable.
         return g * ((x - x.mean(axis=ctx.axes, keepdims=True)) * ctx.scale)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        (x,) = ctx.primals
+        # d var = 2/(m - ddof) * sum((x - mean) * dx): the mean's own change sums to zero
+        xc = x - x.mean(axis=ctx.axes, keepdims=True)
+        return (xc * t).sum(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False)) * ctx.scale
+
 
 class _Extreme(Function):
     """max/min. Ties split the gradient equally among the tied elements."""
@@ -104,6 +119,11 @@ class _Extreme(Function):
         if not ctx.params.get("keepdims"):
             g = g.reshape(keep_shape(tuple(w.shape), ctx.axes))
         return g * w
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        (w,) = ctx.saved  # the adjoint of the VJP: ties average their tangents
+        return (t * w).sum(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False))
 
 
 class Max(_Extreme):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, dual
+from ..autograd.forward import dense
 from ..errors import ArgumentError, ShapeError
 from ._util import BroadcastTo
 
@@ -33,6 +34,10 @@ class Reshape(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return g.reshape(ctx.in_shape)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.reshape(ctx.params["shape"])
+
 
 class Transpose(Function):
     array_backward = True
@@ -52,6 +57,11 @@ class Transpose(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return g.transpose(ctx.inv)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        axes = ctx.params.get("axes")
+        return t.transpose(axes) if axes is not None else t.transpose()
+
 
 class SwapAxes(Function):
     array_backward = True
@@ -64,6 +74,10 @@ class SwapAxes(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return g.swapaxes(ctx.params["a"], ctx.params["b"])
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.swapaxes(ctx.params["a"], ctx.params["b"])
 
 
 class Squeeze(Function):
@@ -78,6 +92,10 @@ class Squeeze(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         return g.reshape(ctx.in_shape)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t.squeeze(axis=ctx.params.get("axis"))
 
 
 def raw_index(idx: Any) -> Any:
@@ -123,6 +141,10 @@ class GetItem(Function):
     def backward(ctx: Any, g: Any) -> Any:
         return scatter_add(g, idx=ctx.params["idx"], shape=ctx.in_shape)
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t[ctx.params["idx"]]
+
 
 class ScatterAdd(Function):
     """Zeros of ``shape`` with ``g`` added at ``idx``; repeated indices accumulate."""
@@ -149,6 +171,11 @@ class ScatterAdd(Function):
     def backward(ctx: Any, gg: Any) -> Any:
         return gg[ctx.params["idx"]]
 
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        p = ctx.params
+        return ScatterAdd.forward(ctx, t, p["idx"], p["shape"])
+
 
 scatter_add = dual(ScatterAdd)
 
@@ -171,6 +198,11 @@ class Concatenate(Function):
             start += n
         return tuple(out)
 
+    @staticmethod
+    def jvp(ctx: Any, *ts: Any) -> Any:
+        xs = [dense(t, x) for t, x in zip(ts, ctx.primals)]
+        return backend.xp_of(ctx.outputs).concatenate(xs, axis=ctx.params.get("axis", 0))
+
 
 class Stack(Function):
     array_backward = True
@@ -185,6 +217,11 @@ class Stack(Function):
     def backward(ctx: Any, g: Any) -> Any:
         axis = ctx.params.get("axis", 0) % g.ndim
         return tuple(g[(slice(None),) * axis + (i,)] for i in range(ctx.n))
+
+    @staticmethod
+    def jvp(ctx: Any, *ts: Any) -> Any:
+        xs = [dense(t, x) for t, x in zip(ts, ctx.primals)]
+        return backend.xp_of(ctx.outputs).stack(xs, axis=ctx.params.get("axis", 0))
 
 
 class Where(Function):
@@ -205,6 +242,12 @@ class Where(Function):
         ga = g * c
         return None, ga, (g - ga if ctx.needs_input_grad[2] else None)
 
+    @staticmethod
+    def jvp(ctx: Any, tc: Any, ta: Any, tb: Any) -> Any:
+        (c,) = ctx.saved
+        _, a, b = ctx.primals
+        return backend.xp_of(ctx.outputs).where(c, dense(ta, a), dense(tb, b))
+
 
 class _Pairwise(Function):
     """maximum/minimum; where the two are equal the gradient is split in half."""
@@ -224,6 +267,11 @@ class _Pairwise(Function):
         (wa,) = ctx.saved_tensors
         ga = g * wa
         return ga, (g - ga if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+        (wa,) = ctx.saved
+        return ta * wa + tb * (1 - wa)
 
 
 class Maximum(_Pairwise):
