@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import minigrad as mg
-from minigrad.autograd.function import Scope, module_stack
+from minigrad.nn.module import Scope, in_scope
 
 
 def build(layers: int, width: int = 8) -> mg.Tensor:
@@ -27,11 +27,8 @@ def build(layers: int, width: int = 8) -> mg.Tensor:
         W = mg.tensor(rng.standard_normal((width, width)) * 0.3, requires_grad=True,
                       name=f"layers.{k}.weight")
         b = mg.tensor(np.zeros(width), requires_grad=True, name=f"layers.{k}.bias")
-        module_stack.append(Scope(f"layers.{k}", "Block"))
-        try:
+        with in_scope(Scope(f"layers.{k}", "Block")):
             h = (h @ W + b).tanh()
-        finally:
-            module_stack.pop()
     return (h * h).mean()
 
 

@@ -368,7 +368,7 @@ class Tensor:
     # ------------------------------------------------------------- in place
     def _refuse_if_recorded(self, op: str, hint: str) -> None:
         """In-place changes would corrupt a tensor whose history is being recorded."""
-        if self._rg and _fn._state["grad"]:
+        if self._rg and _fn._local.grad:
             raise GraphError(f"{op}: in-place change of a tensor that requires grad{hint}")
 
     def _inplace(self, op: str, value: Any) -> Tensor:

@@ -290,12 +290,13 @@ def test_scope_of_modules_called_by_a_non_owner():
 
 
 def test_scope_is_popped_when_forward_raises():
-    from minigrad.autograd.function import module_stack
+    from minigrad.nn.module import current_scope
 
     model = nn.Sequential(nn.Linear(3, 2))
     with pytest.raises(mg.ShapeError):
         model(mg.randn(2, 5))
-    assert module_stack == []
+    assert current_scope() is None
+    assert mg.autograd.observers.active() == ()
 
 
 # ----------------------------------------------------------------- layer errors

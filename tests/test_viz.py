@@ -2,7 +2,7 @@
 
 Most checks read the DOT text (``graph.source``) so they run without Graphviz; the
 rendering tests skip with the reason when ``dot`` is not installed. Modules are
-simulated by pushing ``Scope`` objects on ``module_stack``, as ``nn.Module`` does.
+simulated by running code in a ``Scope`` with ``in_scope``, as ``nn.Module`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.autograd.function import Scope, module_stack
+from minigrad.nn.module import Scope, in_scope
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's `dot` is not installed")
@@ -74,11 +74,8 @@ class Parameter(mg.Tensor):
 
 @contextmanager
 def scope(path: str, kind: str):
-    module_stack.append(Scope(path, kind))
-    try:
+    with in_scope(Scope(path, kind)):
         yield
-    finally:
-        module_stack.pop()
 
 
 def mlp():

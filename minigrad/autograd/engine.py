@@ -17,7 +17,7 @@ from typing import Any
 from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
-from .function import Function, _freed_message, _state, _unpack
+from .function import Function, _freed_message, _local
 
 
 def collect(roots: Sequence[Any]) -> list[Function]:
@@ -92,20 +92,23 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             want[_key(t)] = k
         nodes = _prune(nodes, want)
     leaf_grads: dict[Any, Any] = {}  # leaf Tensor -> accumulated gradient
+    # record -> the gradient pending for its output(s). Kept per call, never on the
+    # records: a gradient delivered to a record this call does not run must vanish
+    # with the call, not wait there for a later backward.
+    pending: dict[Any, Any] = {}
 
-    prev_grad = _state["grad"]
-    prev_unpack = _unpack[0]
-    _state["grad"] = create_graph
+    prev_grad = _local.grad
+    prev_unpack = _local.unpack
+    _local.grad = create_graph
     # Plain backward feeds raw arrays to primitives; create_graph feeds graph Tensors.
-    _unpack[0] = 2 if create_graph else 0
+    _local.unpack = 2 if create_graph else 0
     try:
         for r, g in zip(roots, grads):
-            _deliver(_key(r), _seed(r, g, create_graph), leaf_grads)
+            _deliver(_key(r), _seed(r, g, create_graph), leaf_grads, pending)
         for n in nodes:
-            g = n._g
+            g = pending.pop(n, None)
             if g is None:
                 continue
-            n._g = None
             if n.saved is None:  # freed by an earlier backward
                 raise GraphError(_freed_message(n))
             if want:
@@ -137,10 +140,10 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                         if gi.dtype is not dt and gi.dtype != dt:
                             gi = gi.astype(dt)
                     if len(p.out_meta) == 1:
-                        pg = p._g
-                        p._g = gi if pg is None else pg + gi
+                        pg = pending.get(p)
+                        pending[p] = gi if pg is None else pg + gi
                     else:
-                        _deliver(e, gi, leaf_grads)
+                        _deliver(e, gi, leaf_grads, pending)
                 else:
                     if mixed and gi.dtype is not e._data.dtype and gi.dtype != e._data.dtype:
                         gi = gi.astype(e._data.dtype)
@@ -149,13 +152,9 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             if not retain_graph:
                 n.saved = None
                 n._saved_from = ()  # saved input tensors go with their arrays
-    except BaseException:
-        for n in nodes:
-            n._g = None
-        raise
     finally:
-        _state["grad"] = prev_grad
-        _unpack[0] = prev_unpack
+        _local.grad = prev_grad
+        _local.unpack = prev_unpack
 
     if inputs is not None:
         for leaf, g in leaf_grads.items():
@@ -185,17 +184,19 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     return None
 
 
-def _deliver(edge: Any, g: Any, leaf_grads: dict) -> None:
+def _deliver(edge: Any, g: Any, leaf_grads: dict, pending: dict) -> None:
     """Add ``g`` to the gradient pending for ``edge`` (a record output or a leaf)."""
     if type(edge) is tuple:
         n, i = edge
         if len(n.out_meta) == 1:
-            n._g = g if n._g is None else n._g + g
+            cur = pending.get(n)
+            pending[n] = g if cur is None else cur + g
             return
-        if n._g is None:
-            n._g = [None] * len(n.out_meta)
-        cur = n._g[i]
-        n._g[i] = g if cur is None else cur + g
+        gs = pending.get(n)
+        if gs is None:
+            gs = pending[n] = [None] * len(n.out_meta)
+        cur = gs[i]
+        gs[i] = g if cur is None else cur + g
     else:
         cur = leaf_grads.get(edge)
         leaf_grads[edge] = g if cur is None else cur + g
@@ -261,11 +262,11 @@ def _call_backward(n: Function, g: Any, create_graph: bool) -> tuple:
     if create_graph or cls.array_backward:
         out = cls.backward(n, *gs)
     else:
-        _unpack[0] = 1
+        _local.unpack = 1
         try:
             out = cls.backward(n, *[T._wrap(x) for x in gs])
         finally:
-            _unpack[0] = 0
+            _local.unpack = 0
     if type(out) is not tuple:
         out = (out,)
     if len(out) != len(n.edges):

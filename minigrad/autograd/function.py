@@ -14,8 +14,9 @@ them, exactly like PyTorch's graph.
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as _np
 
@@ -23,26 +24,26 @@ from .. import backend as _backend
 from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
 
 
-class Scope(NamedTuple):
-    """The module an op ran inside: its dotted path from the outermost module called
-    (``"layers.1"``; ``""`` for that outermost module) and its class name."""
+class _ThreadState(threading.local):
+    """What the engine keeps per thread, so threads never see each other's modes.
 
-    path: str
-    kind: str
+    ``grad``: whether new operations are recorded (grad mode, as in PyTorch).
+    ``unpack``: how ``saved_tensors`` hands values to a running backward: 0 = raw
+    arrays (fast path), 1 = Tensors without history, 2 = Tensors connected to the
+    graph (create_graph).
+    ``on_record``: the observers; each is called with every record this thread makes
+    (see `minigrad.autograd.observers`).
+    """
 
-    def __str__(self) -> str:
-        return f"{self.path or '(root)'}: {self.kind}"
+    grad = True
+    unpack = 1
+
+    def __init__(self) -> None:
+        self.on_record: list = []
 
 
-# Grad mode and the module scope are process-wide, as in PyTorch.
-_state = {"grad": True}
-# nn.Module.__call__ pushes a Scope while it runs; each record keeps the top one.
-module_stack: list[Scope] = []
+_local = _ThreadState()
 _seq = itertools.count()
-
-# How `saved_tensors` unpacks while a backward runs: 0 = raw arrays (fast path),
-# 1 = Tensors without history, 2 = Tensors connected to the graph (create_graph).
-_unpack = [1]
 
 _Tensor: Any = None  # set by minigrad.tensor to break the import cycle
 
@@ -94,7 +95,6 @@ class Function:
     params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
     module: Any = None
     consts: dict | None = None
-    _g: Any = None  # the gradient pending for the outputs while backward runs
     #: for a record made by a create_graph backward: the seq of the record whose
     #: backward made it (graphs use it to draw the derivation)
     backward_of: int | None = None
@@ -124,7 +124,7 @@ class Function:
             raise GraphError(_freed_message(self))
         if self._epoch != _writes[0]:  # something was written in place since forward
             self._check_versions()
-        mode = _unpack[0]
+        mode = _local.unpack
         if mode == 0:
             return saved
         T = _Tensor
@@ -228,8 +228,10 @@ class Function:
                 consts = {}
             consts[i] = c
             i += 1
-        if _backend.cuda_in_use and len(arrays) > 1:
-            _check_devices(cls, arrays)
+        if len(arrays) > 1:
+            if _backend.cuda_in_use:
+                _check_devices(cls, arrays)
+            _unalias(inputs, arrays)
         ctx = cls.__new__(cls)
         try:
             out = cls.forward(ctx, *arrays, **params)
@@ -237,7 +239,7 @@ class Function:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
-        if not (record and _state["grad"]):
+        if not (record and _local.grad):
             if type(out) is tuple:
                 return tuple([T._wrap(o) for o in out])
             return T._wrap(out)
@@ -245,9 +247,7 @@ class Function:
         ctx.seq = next(_seq)
         ctx.edges = edges
         if params:
-            ctx.params = params
-        if module_stack:
-            ctx.module = module_stack[-1]
+            ctx.params = _frozen(params)
         if consts is not None:
             ctx.consts = consts
         saved = ctx.saved
@@ -263,6 +263,10 @@ class Function:
                 ctx._saved_from = inputs  # saved exactly its (never written) inputs
             else:
                 _note_saved(ctx, inputs, arrays, out)
+        observers = _local.on_record
+        if observers:
+            for observe in observers:
+                observe(ctx)
         if type(out) is tuple:
             ctx.out_meta = [(o.shape, o.dtype) for o in out]
             ys = tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
@@ -292,6 +296,7 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
     """Remember where each saved array came from and the saved inputs' versions."""
     frm: list = []
     ver: list = []
+    copies: dict = {}
     written = False
     for s in ctx.saved:
         i = 0
@@ -299,7 +304,13 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
             if s is a:
                 break
             i += 1
-        if i < len(arrays) and hasattr(inputs[i], "_vc"):
+        if i < len(arrays) and hasattr(s, "shape") and not hasattr(inputs[i], "_vc"):
+            # A raw array operand: the caller may change it after the forward pass and
+            # it has no version counter, so backward gets a private copy.
+            frm.append(None)
+            ver.append(0)
+            copies[len(frm) - 1] = s.copy()
+        elif i < len(arrays) and hasattr(inputs[i], "_vc"):
             t = inputs[i]
             frm.append(t)
             vc = t._vc
@@ -322,8 +333,44 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
             frm.append(None)
             ver.append(0)
     ctx._saved_from = frm
+    if copies:
+        ctx.saved = tuple(copies.get(k, s) for k, s in enumerate(ctx.saved))
     if written:
         ctx._saved_ver = tuple(ver)
+
+
+def _unalias(inputs: tuple, arrays: list) -> None:
+    """Give each distinct input Tensor its own array object.
+
+    ``x`` and ``x.detach()`` share one array; ``forward`` only sees arrays, so
+    without this a value saved from the detached input could not be told from the
+    attached one. A view costs no copy.
+    """
+    for k in range(1, len(arrays)):
+        a = arrays[k]
+        for j in range(k):
+            if arrays[j] is a and inputs[j] is not inputs[k]:
+                arrays[k] = a.view()
+                break
+
+
+def _frozen(params: dict) -> dict:
+    """``params`` with arrays copied: backward must see the index or target the forward
+    pass used, even if the caller changes that array afterwards."""
+    for v in params.values():
+        if hasattr(v, "shape") or type(v) is tuple:
+            break
+    else:
+        return params
+    return {k: _copy_arrays(v) for k, v in params.items()}
+
+
+def _copy_arrays(v: Any) -> Any:
+    if hasattr(v, "shape") and hasattr(v, "copy"):
+        return v.copy()
+    if type(v) is tuple:
+        return tuple(_copy_arrays(x) for x in v)
+    return v
 
 
 def _freed_message(ctx: Function) -> str:
@@ -370,7 +417,7 @@ def _check_devices(cls: type, arrays: list) -> None:
 # --------------------------------------------------------------------- grad mode
 def is_grad_enabled() -> bool:
     """Whether new operations are being recorded on the tape."""
-    return _state["grad"]
+    return _local.grad
 
 
 class _GradMode:
@@ -378,11 +425,11 @@ class _GradMode:
         self.enabled = enabled
 
     def __enter__(self) -> None:
-        self.prev = _state["grad"]
-        _state["grad"] = self.enabled
+        self.prev = _local.grad
+        _local.grad = self.enabled
 
     def __exit__(self, *exc: Any) -> None:
-        _state["grad"] = self.prev
+        _local.grad = self.prev
 
     def __call__(self, fn: Any) -> Any:
         import functools

@@ -44,11 +44,11 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..autograd.function import Function, is_grad_enabled, module_stack
+from ..autograd.function import Function, is_grad_enabled
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
 from . import _bn_cuda
-from .module import Module, Parameter
+from .module import Module, Parameter, current_scope
 
 IMPLS = ("fused", "composed")
 
@@ -584,8 +584,9 @@ class _BatchNorm(Module):
 
 def _layer_path() -> str:
     """The calling layer's path in the model (`` 'features.1'``), for error messages."""
-    if module_stack and module_stack[-1].path:
-        return f" '{module_stack[-1].path}'"
+    scope = current_scope()
+    if scope is not None and scope.path:
+        return f" '{scope.path}'"
     return ""
 
 

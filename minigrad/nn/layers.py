@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..autograd.function import module_stack
 from ..errors import ShapeError
 from ..ops import relu as _relu
 from ..ops import sigmoid as _sigmoid
@@ -18,13 +17,14 @@ from . import functional as F
 from . import init
 from ._linear import Linear as _LinearOp
 from ._util import pair
-from .module import Module, Parameter
+from .module import Module, Parameter, current_scope
 
 
 def _where() -> str:
     """The calling layer's path in the model, for error messages ('' outside a model)."""
-    if module_stack and module_stack[-1].path:
-        return f" '{module_stack[-1].path}'"
+    scope = current_scope()
+    if scope is not None and scope.path:
+        return f" '{scope.path}'"
     return ""
 
 

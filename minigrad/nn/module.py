@@ -13,15 +13,18 @@ the tape knows which layer it belongs to (``rec.module.path``, e.g. ``"fc1"``).
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import backend
-from ..autograd.function import Scope, module_stack, no_grad
+from ..autograd import observers
+from ..autograd.function import no_grad
 from ..errors import MinigradError
 from ..tensor import Tensor
 
@@ -70,8 +73,52 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-# The modules whose forward is running, innermost last, with their scopes.
-_calls: list[tuple[Module, Scope]] = []
+class Scope(NamedTuple):
+    """The module an op ran inside: its dotted path from the outermost module called
+    (``"layers.1"``; ``""`` for that outermost module) and its class name."""
+
+    path: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(root)'}: {self.kind}"
+
+
+class _Calls(threading.local):
+    """The modules whose forward is running in this thread, innermost last, with their
+    scopes (per thread: two threads running two models do not nest)."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[Module, Scope]] = []
+
+
+_calls = _Calls()
+
+
+def current_scope() -> Scope | None:
+    """The scope of the innermost module running in this thread (None outside any)."""
+    stack = _calls.stack
+    return stack[-1][1] if stack else None
+
+
+def _note_scope(record: Any) -> None:
+    """The observer that writes the running module's scope into each new record."""
+    record.module = _calls.stack[-1][1]
+
+
+@contextmanager
+def in_scope(scope: Scope, module: Module | None = None) -> Iterator[None]:
+    """Record the ops inside the ``with`` block as running in ``scope``."""
+    stack = _calls.stack
+    if not stack:  # the outermost call: start annotating this thread's records
+        observers.add(_note_scope)
+    stack.append((module, scope))
+    try:
+        yield
+    finally:
+        stack.pop()
+        if not stack:
+            observers.remove(_note_scope)
 # Bumped whenever any module's parameters, buffers or children change; cached
 # scopes and member lists compare against it.
 _version = [0]
@@ -221,7 +268,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        calls = _calls
+        calls = _calls.stack
         caller, caller_scope = calls[-1] if calls else _NO_CALLER
         cache = self.__dict__["_scope_cache"]
         if (cache is not None and cache[1] is caller_scope and cache[2] == _version[0]
@@ -229,13 +276,8 @@ class Module:
             scope = cache[3]
         else:
             scope = self._make_scope(caller, caller_scope)
-        calls.append((self, scope))
-        module_stack.append(scope)
-        try:
+        with in_scope(scope, self):
             return self.forward(*args, **kwargs)
-        finally:
-            module_stack.pop()
-            calls.pop()
 
     def _make_scope(self, caller: Module | None, caller_scope: Scope | None) -> Scope:
         """The scope of this call: the path from the outermost module being called."""

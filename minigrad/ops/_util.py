@@ -25,7 +25,7 @@ def norm_axes(op: str, axis: Any, ndim: int, shape: tuple) -> tuple[int, ...]:
             a = operator.index(a)
         except TypeError:
             raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}") from None
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -max(ndim, 1) <= a < max(ndim, 1):  # a 0-d tensor has axes 0 and -1
             raise ShapeError(f"{op}: axis {a} is out of range for a tensor of shape {shape} "
                              f"(ndim {ndim})")
         out.append(a % ndim if ndim else 0)

@@ -166,11 +166,15 @@ class Pow(Function):
         from .unary import log
 
         a, b, y = ctx.saved_tensors
-        e = ctx.edges
-        # math.log keeps a Python base weakly typed, so float32 stays float32
-        log_a = log(a) if hasattr(a, "shape") else math.log(a)
-        return (sum_to(g * b * a ** (b - 1), shape_of(a)) if e[0] is not None else None,
-                sum_to(g * y * log_a, shape_of(b)) if e[1] is not None else None)
+        need_a, need_b = ctx.needs_input_grad
+        ga = gb = None
+        if need_a:
+            ga = sum_to(g * b * a ** (b - 1), shape_of(a))
+        if need_b:  # log(a) only when the exponent needs it: it is nan for a < 0
+            # math.log keeps a Python base weakly typed, so float32 stays float32
+            log_a = log(a) if hasattr(a, "shape") else math.log(a)
+            gb = sum_to(g * y * log_a, shape_of(b))
+        return ga, gb
 
 
 class MatMul(Function):

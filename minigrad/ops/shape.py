@@ -312,10 +312,9 @@ def stack(tensors: Any, axis: int = 0) -> Any:
 
 def where(cond: Any, a: Any, b: Any) -> Any:
     """Elementwise ``a`` where ``cond`` is true, else ``b`` (with broadcasting)."""
-    from ..tensor import Tensor
-
-    c = cond._data if isinstance(cond, Tensor) else cond
-    return Where.apply(c, a, b)
+    # The condition goes in as it came (a Tensor keeps its version counter, so changing
+    # it in place before backward is caught).
+    return Where.apply(cond, a, b)
 
 
 def maximum(a: Any, b: Any) -> Any:

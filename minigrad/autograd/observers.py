@@ -1,0 +1,57 @@
+"""Observers: how other layers attach what they know to records, without the engine
+knowing about them.
+
+An observer is a function called with every record the current thread makes,
+right after the op ran and before its outputs are handed back. ``nn.Module`` uses
+one to write the module scope an op ran in into ``record.module``; a drawing
+could use one to remember which records a ``create_graph`` backward made. When
+nobody observes (the list is empty) recording pays for one empty-list test.
+
+Observers are per thread, like grad mode: a model running in one thread does not
+annotate the records of another.
+
+    def note(record):
+        record.module = "my layer"
+
+    with mg.autograd.observers.observing(note):
+        y = x * 2            # mg.tape(y)[-1].module == "my layer"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .function import _local
+
+Observer = Callable[[Any], None]
+
+
+def add(observer: Observer) -> None:
+    """Call ``observer(record)`` for every record this thread makes from now on."""
+    _local.on_record.append(observer)
+
+
+def remove(observer: Observer) -> None:
+    """Stop calling ``observer`` (the most recently added entry of it goes)."""
+    hooks = _local.on_record
+    for k in range(len(hooks) - 1, -1, -1):
+        if hooks[k] is observer:
+            del hooks[k]
+            return
+
+
+def active() -> tuple:
+    """The observers of this thread, oldest first."""
+    return tuple(_local.on_record)
+
+
+@contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """Observe the records made inside the ``with`` block."""
+    add(observer)
+    try:
+        yield
+    finally:
+        remove(observer)
