@@ -45,7 +45,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-MAX_EXAMPLES = int(os.environ.get("MINIGRAD_FUZZ_EXAMPLES", "120"))
+MAX_EXAMPLES = int(os.environ.get("MINIGRAD_FUZZ_EXAMPLES", "400"))
 SEED = int(os.environ.get("MINIGRAD_FUZZ_SEED", "0"))
 MARGIN = 1e-4     # distance a value must keep from a kink or a comparison threshold
 HUGE = 1e6        # larger values are rejected: float64 round-off would swamp the check
@@ -87,6 +87,7 @@ class Program:
     hvp_b: tuple[int, ...]     # Hessian-vector product inputs
     grad_c: tuple[int, ...]    # later partial gradient (empty: skip step 3)
     seed: int
+    implicit: bool = False     # scalar outputs get no explicit grad_outputs (ones)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how Hypothesis shows it
         printer.text(repr(self))
@@ -94,7 +95,7 @@ class Program:
     def __repr__(self) -> str:
         lines = [s.code(k) for k, s in enumerate(self.steps)]
         lines.append(f"outputs={self.outputs} A={self.grad_a} B={self.hvp_b} "
-                     f"C={self.grad_c} seed={self.seed}")
+                     f"C={self.grad_c} seed={self.seed} implicit={self.implicit}")
         return "\n" + "\n".join(lines)
 
 
@@ -117,6 +118,8 @@ class MinigradBackend:
         pass  # the PyTorch run alone decides whether a draw sits too close to a kink
 
     def unary(self, name: str, x: Any, form: str) -> Any:
+        if form == "functional":
+            return getattr(F, name)(x)
         return getattr(mg, name)(x) if form == "module" else getattr(x, name)()
 
     def reduce(self, name: str, x: Any, axis: Any, keepdims: bool, form: str,
@@ -125,10 +128,7 @@ class MinigradBackend:
             return getattr(mg, name)(x, axis=axis, keepdims=keepdims, **kw)
         return getattr(x, name)(axis=axis, keepdims=keepdims, **kw)
 
-    def relu(self, x: Any, form: str) -> Any:
-        return F.relu(x) if form == "functional" else self.unary("relu", x, form)
-
-    def clip(self, x: Any, lo: float, hi: float) -> Any:
+    def clip(self, x: Any, lo: float | None, hi: float | None) -> Any:
         return x.clip(lo, hi)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
@@ -145,6 +145,9 @@ class MinigradBackend:
 
     def reverse_axes(self, x: Any) -> Any:
         return x.T
+
+    def matrix_transpose(self, x: Any) -> Any:
+        return x.mT
 
     def swapaxes(self, x: Any, a: int, b: int) -> Any:
         return x.swapaxes(a, b)
@@ -185,8 +188,15 @@ class MinigradBackend:
     def mse_loss(self, a: Any, b: Any, reduction: str) -> Any:
         return F.mse_loss(a, b, reduction=reduction)
 
-    def cross_entropy(self, x: Any, target: np.ndarray, reduction: str) -> Any:
-        return F.cross_entropy(x, mg.tensor(target), reduction=reduction)
+    def cross_entropy(self, x: Any, target: np.ndarray, reduction: str, log: bool) -> Any:
+        fn = F.nll_loss if log else F.cross_entropy
+        return fn(x, mg.tensor(target), reduction=reduction)
+
+    def conv2d(self, x: Any, w: Any, b: Any, stride: Any, padding: Any) -> Any:
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+
+    def pool2d(self, kind: str, x: Any, kernel: Any, stride: Any, padding: Any) -> Any:
+        return getattr(F, kind)(x, kernel, stride=stride, padding=padding)
 
     # gradients
     def grad(self, outs: list, ins: list, gos: list, create_graph: bool = False) -> list:
@@ -241,10 +251,7 @@ class TorchBackend:
             return fn(x, dim=dims, keepdim=keepdims)
         return getattr(self.t, name)(x, dim=dims, keepdim=keepdims, **_corr(kw))
 
-    def relu(self, x: Any, form: str) -> Any:
-        return self.t.relu(x)
-
-    def clip(self, x: Any, lo: float, hi: float) -> Any:
+    def clip(self, x: Any, lo: float | None, hi: float | None) -> Any:
         return self.t.clamp(x, lo, hi)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
@@ -261,6 +268,9 @@ class TorchBackend:
 
     def reverse_axes(self, x: Any) -> Any:
         return x.permute(*reversed(range(x.ndim)))
+
+    def matrix_transpose(self, x: Any) -> Any:
+        return x.mT
 
     def swapaxes(self, x: Any, a: int, b: int) -> Any:
         return x.transpose(a, b)
@@ -308,9 +318,17 @@ class TorchBackend:
     def mse_loss(self, a: Any, b: Any, reduction: str) -> Any:
         return self.t.nn.functional.mse_loss(a, b, reduction=reduction)
 
-    def cross_entropy(self, x: Any, target: np.ndarray, reduction: str) -> Any:
-        return self.t.nn.functional.cross_entropy(x, self.t.from_numpy(target),
-                                                  reduction=reduction)
+    def cross_entropy(self, x: Any, target: np.ndarray, reduction: str, log: bool) -> Any:
+        fn = self.t.nn.functional.nll_loss if log else self.t.nn.functional.cross_entropy
+        return fn(x, self.t.from_numpy(target), reduction=reduction)
+
+    def conv2d(self, x: Any, w: Any, b: Any, stride: Any, padding: Any) -> Any:
+        return self.t.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
+
+    def pool2d(self, kind: str, x: Any, kernel: Any, stride: Any, padding: Any) -> Any:
+        if kind == "max_pool2d":  # a tie for a window's maximum is a kink
+            self.margin(lambda: _window_gap(self.t, x, kernel, stride, padding))
+        return getattr(self.t.nn.functional, kind)(x, kernel, stride=stride, padding=padding)
 
     def grad(self, outs: list, ins: list, gos: list, create_graph: bool = False) -> list:
         return list(self.t.autograd.grad(outs, ins, grad_outputs=gos, retain_graph=True,
@@ -323,6 +341,17 @@ class TorchBackend:
         if t._is_zerotensor():  # a symbolic zero gradient has no memory to look at
             return np.zeros(tuple(t.shape))
         return t.detach().numpy().copy()
+
+
+def _window_gap(torch: Any, x: Any, kernel: Any, stride: Any, padding: Any) -> Any:
+    """Per pooling window, the gap between its two largest values (padding is -inf)."""
+    k, p = (kernel, kernel) if isinstance(kernel, int) else kernel, padding
+    pad = (p, p) if isinstance(p, int) else p
+    xp = torch.nn.functional.pad(x, (pad[1], pad[1], pad[0], pad[0]), value=-np.inf)
+    cols = torch.nn.functional.unfold(xp.flatten(0, 1)[:, None], k,
+                                      stride=kernel if stride is None else stride)
+    top = cols.sort(dim=1).values
+    return top[:, -1] - top[:, -2] if top.shape[1] > 1 else top.new_ones(())
 
 
 def _corr(kw: dict) -> dict:
@@ -366,14 +395,14 @@ def run_unary(B: Any, x: Any, p: dict, rng: Any) -> Any:
 def run_kink(B: Any, x: Any, p: dict, rng: Any) -> Any:
     s = p["shift"]
     if p["fn"] == "clip":
-        lo, hi = s, s + p["width"]
-        B.margin(lambda: abs(x - lo))
-        B.margin(lambda: abs(x - hi))
+        lo, hi = p["bounds"]
+        lo, hi = (None if lo is None else s + lo), (None if hi is None else s + hi)
+        for bound in (lo, hi):
+            if bound is not None:
+                B.margin(lambda bound=bound: abs(x - bound))
         return B.clip(x, lo, hi)
     B.margin(lambda: abs(x - s))
-    if p["fn"] == "abs":
-        return B.unary("abs", x - s, p["form"])
-    return B.relu(x - s, p["form"])
+    return B.unary(p["fn"], x - s, p["form"])
 
 
 def run_scalar(B: Any, x: Any, p: dict, rng: Any) -> Any:
@@ -438,6 +467,8 @@ def run_shape(B: Any, x: Any, p: dict, rng: Any) -> Any:
         return B.transpose(x, p["axes"])
     if kind == "T":
         return B.reverse_axes(x)
+    if kind == "mT":
+        return B.matrix_transpose(x)
     if kind == "swapaxes":
         return B.swapaxes(x, *p["axes"])
     if kind == "flatten":
@@ -481,7 +512,17 @@ def run_mse(B: Any, a: Any, b: Any, p: dict, rng: Any) -> Any:
 
 
 def run_cross_entropy(B: Any, x: Any, p: dict, rng: Any) -> Any:
-    return B.cross_entropy(x, np.asarray(p["target"], dtype=np.int64), p["reduction"])
+    target = np.asarray(p["target"], dtype=np.int64)
+    return B.cross_entropy(x, target, p["reduction"], p["nll"])
+
+
+def run_conv2d(B: Any, x: Any, w: Any, *b: Any, p: dict, rng: Any) -> Any:
+    return B.conv2d(x, w, b[0] if b else None, p["stride"], p["padding"])
+
+
+def run_pool2d(B: Any, x: Any, p: dict, rng: Any) -> Any:
+    x = _jitter(B, x, p, rng)
+    return B.pool2d(p["kind"], x, p["kernel"], p["stride"], p["padding"])
 
 
 RUNNERS: dict[str, Callable] = {
@@ -490,7 +531,7 @@ RUNNERS: dict[str, Callable] = {
     "reduce": run_reduce, "shape": run_shape,
     "join": run_join, "matmul": run_matmul, "softmax": run_softmax,
     "batch_norm": run_batch_norm, "linear": run_linear, "mse_loss": run_mse,
-    "cross_entropy": run_cross_entropy,
+    "cross_entropy": run_cross_entropy, "conv2d": run_conv2d, "pool2d": run_pool2d,
 }
 
 
@@ -568,8 +609,8 @@ def reduced_shape(shape: tuple, axis: Any, keepdims: bool) -> tuple:
 def draw_unary(b: Builder) -> int | None:
     k = b.pick()
     fn = b.draw(st.sampled_from(["exp", "log", "sqrt", "tanh", "sigmoid"]))
-    return b.add("unary", (k,), {"fn": fn, "form": b.draw(st.sampled_from(["method",
-                                                                           "module"]))},
+    forms = ["method", "module"] + (["functional"] if fn in ("tanh", "sigmoid") else [])
+    return b.add("unary", (k,), {"fn": fn, "form": b.draw(st.sampled_from(forms))},
                  b.shape(k))
 
 
@@ -578,7 +619,8 @@ def draw_kink(b: Builder) -> int | None:
     fn = b.draw(st.sampled_from(["abs", "relu", "clip"]))
     p: dict = {"fn": fn, "shift": b.draw(st.sampled_from([-0.3, 0.0, 0.4]))}
     if fn == "clip":
-        p["width"] = b.draw(st.sampled_from([0.5, 1.5]))
+        p["bounds"] = b.draw(st.sampled_from([(0.0, 0.5), (0.0, 1.5), (0.0, None),
+                                              (None, 0.0)]))
     else:
         p["form"] = b.draw(st.sampled_from(["method", "module"] +
                                            (["functional"] if fn == "relu" else [])))
@@ -715,26 +757,32 @@ def draw_reshape_target(draw: Callable, size: int) -> tuple:
     return tuple(dims)
 
 
-def draw_shape_op(b: Builder) -> int | None:
-    k = b.pick()
+def draw_shape_op(b: Builder, kind: str | None = None, k: int | None = None) -> int | None:
+    k = b.pick() if k is None else k
     s = b.shape(k)
     n = len(s)
     kinds = ["reshape", "unsqueeze", "broadcast_to", "index", "flatten"]
     if n >= 1:
         kinds += ["transpose", "T", "swapaxes"]
+    if n >= 2:
+        kinds.append("mT")
     if 1 in s:
         kinds.append("squeeze")
-    kind = b.draw(st.sampled_from(kinds))
+    kind = kind or b.draw(st.sampled_from(kinds))
     p: dict = {"kind": kind}
     x = np.zeros(s)
     if kind == "reshape":
         p["shape"] = draw_reshape_target(b.draw, int(np.prod(s)))
         out = x.reshape(p["shape"]).shape
     elif kind == "transpose":
-        p["axes"] = tuple(b.draw(st.permutations(range(n)))) if b.draw(st.booleans()) else None
+        perm = b.draw(st.permutations(range(n)))
+        p["axes"] = None if b.draw(st.sampled_from([True, False, False])) else tuple(
+            a - n if b.draw(st.booleans()) else a for a in perm)
         out = x.transpose(p["axes"]).shape
     elif kind == "T":
         out = x.T.shape
+    elif kind == "mT":
+        out = x.swapaxes(-1, -2).shape
     elif kind == "swapaxes":
         p["axes"] = (b.draw(st.integers(-n, n - 1)), b.draw(st.integers(-n, n - 1)))
         out = x.swapaxes(*p["axes"]).shape
@@ -756,6 +804,18 @@ def draw_shape_op(b: Builder) -> int | None:
         p["idx"] = draw_index(b.draw, s)
         out = x[p["idx"]].shape
     return b.add("shape", (k,), p, out)
+
+
+def draw_index_op(b: Builder) -> int | None:
+    return draw_shape_op(b, "index")
+
+
+def draw_permute_op(b: Builder) -> int | None:
+    """A transpose or swapaxes of a value with 3 or more axes (where order matters most)."""
+    k = b.pick(lambda t: len(t) >= 3)
+    if k is None:
+        return None
+    return draw_shape_op(b, b.draw(st.sampled_from(["transpose", "swapaxes", "mT"])), k)
 
 
 def draw_join(b: Builder) -> int | None:
@@ -861,15 +921,64 @@ def draw_cross_entropy(b: Builder) -> int | None:
     n, c = b.shape(k)
     target = tuple(b.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
     red = b.draw(st.sampled_from(["mean", "sum", "none"]))
-    return b.add("cross_entropy", (k,), {"target": target, "reduction": red},
-                 (n,) if red == "none" else ())
+    p = {"target": target, "reduction": red, "nll": b.draw(st.booleans())}
+    return b.add("cross_entropy", (k,), p, (n,) if red == "none" else ())
+
+
+def draw_image(b: Builder) -> int:
+    """An existing (N, C, H, W) value, or a new leaf of that shape."""
+    def make() -> tuple:
+        return (b.draw(small), b.draw(small), b.draw(st.integers(2, 4)),
+                b.draw(st.integers(2, 4)))
+
+    return b.partner(lambda t: len(t) == 4, make)
+
+
+def draw_window(b: Builder, shape: tuple, pool: bool) -> dict:
+    """Kernel, stride and padding (ints or pairs) that fit an image of ``shape``."""
+    kh, kw = b.draw(st.integers(1, 3)), b.draw(st.integers(1, 3))
+    ph, pw = b.draw(st.integers(0, kh // 2)), b.draw(st.integers(0, kw // 2))
+    kh, kw = min(kh, shape[2] + 2 * ph), min(kw, shape[3] + 2 * pw)
+    ph, pw = min(ph, kh // 2), min(pw, kw // 2)
+    sh, sw = b.draw(st.integers(1, 2)), b.draw(st.integers(1, 2))
+    square = b.draw(st.booleans()) and kh == kw and ph == pw and sh == sw
+    p = {"kernel": kh if square else (kh, kw), "stride": sh if square else (sh, sw),
+         "padding": ph if square else (ph, pw)}
+    if pool and b.draw(st.booleans()):
+        p["stride"] = None  # the kernel size
+        sh, sw = kh, kw
+    p["out_hw"] = ((shape[2] + 2 * ph - kh) // sh + 1, (shape[3] + 2 * pw - kw) // sw + 1)
+    return p
+
+
+def draw_conv2d(b: Builder) -> int | None:
+    k = draw_image(b)
+    s = b.shape(k)
+    p = draw_window(b, s, pool=False)
+    kernel = (p["kernel"],) * 2 if isinstance(p["kernel"], int) else p["kernel"]
+    out_c = b.draw(small)
+    args = (k, b.leaf((out_c, s[1], *kernel)))
+    if b.draw(st.booleans()):
+        args += (b.leaf((out_c,)),)
+    out_hw = p.pop("out_hw")
+    return b.add("conv2d", args, p, (s[0], out_c, *out_hw))
+
+
+def draw_pool2d(b: Builder) -> int | None:
+    k = draw_image(b)
+    s = b.shape(k)
+    p = draw_window(b, s, pool=True)
+    p["kind"] = b.draw(st.sampled_from(["max_pool2d", "avg_pool2d"]))
+    p["jitter"] = b.draw(st.booleans())
+    out_hw = p.pop("out_hw")
+    return b.add("pool2d", (k,), p, (s[0], s[1], *out_hw))
 
 
 DRAWERS = [draw_unary, draw_kink, draw_scalar, draw_binary, draw_binary, draw_where,
-           draw_detach, draw_self_detach, draw_reduce, draw_reduce, draw_shape_op, draw_shape_op,
-           draw_join,
+           draw_detach, draw_self_detach, draw_reduce, draw_reduce, *[draw_shape_op] * 4,
+           draw_index_op, draw_index_op, draw_permute_op, draw_join,
            draw_matmul, draw_softmax, draw_batch_norm, draw_batch_norm, draw_linear, draw_mse,
-           draw_cross_entropy]
+           draw_cross_entropy, draw_conv2d, draw_pool2d]
 
 
 def draw_subset(draw: Callable, cands: list[int]) -> tuple[int, ...]:
@@ -879,7 +988,7 @@ def draw_subset(draw: Callable, cands: list[int]) -> tuple[int, ...]:
 @st.composite
 def programs(draw: Callable, max_steps: int = 8) -> Program:
     b = Builder(draw)
-    base = tuple(draw(st.lists(small, max_size=3)))
+    base = tuple(draw(small) for _ in range(draw(st.sampled_from([0, 1, 2, 2, 3, 3, 4]))))
     b.leaf(base, rg=True)
     for _ in range(draw(st.integers(0, 2))):
         b.leaf(draw_sub_shape(draw, base))
@@ -894,7 +1003,8 @@ def programs(draw: Callable, max_steps: int = 8) -> Program:
     grad_a = draw_subset(draw, rg) if draw(st.sampled_from([True, True, False])) else ()
     hvp_b = draw_subset(draw, rg)
     grad_c = draw_subset(draw, rg) if draw(st.booleans()) else ()
-    return Program(b.steps, outputs, grad_a, hvp_b, grad_c, draw(st.integers(0, 2 ** 16)))
+    return Program(b.steps, outputs, grad_a, hvp_b, grad_c, draw(st.integers(0, 2 ** 16)),
+                   draw(st.booleans()))
 
 
 # ---------------------------------------------------------------- running and comparing
@@ -916,6 +1026,8 @@ def scenario(B: Any, prog: Program, vals: list) -> dict[str, Any]:
     rng = np.random.default_rng([prog.seed, 10 ** 6])
     outs = [vals[k] for k in prog.outputs]
     cots = [B.const(rng.standard_normal(tuple(o.shape))) for o in outs]
+    if prog.implicit and all(o.ndim == 0 for o in outs):
+        cots = [None] * len(outs)
     res: dict[str, Any] = {}
 
     def store(label: str, ks: tuple, gs: list) -> None:
@@ -985,6 +1097,7 @@ def check_program(torch: Any, prog: Program) -> None:
 
 
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
+                report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
