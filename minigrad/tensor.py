@@ -1,9 +1,9 @@
 """`Tensor`: an array plus what reverse mode needs to know about it.
 
 A Tensor holds a backend array (NumPy on ``cpu``, CuPy on ``cuda``) and, when it
-was produced by a recorded operation, a pointer to that record (``_node``) and
-which of the record's outputs it is (``_idx``). Leaves have no record; leaves
-with ``requires_grad=True`` receive gradients in ``.grad``.
+was produced by a recorded operation, its ``Edge``: the record that made it and
+which of the record's outputs it is. Leaves have no record; leaves with
+``requires_grad=True`` receive gradients in ``.grad``.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _to_array(data: Any, dtype: Any, device: str | None) -> Any:
 class Tensor:
     """A multidimensional array that can record the operations made with it."""
 
-    __slots__ = ("_data", "grad", "_rg", "_node", "_idx", "_vc", "_name", "__weakref__")
+    __slots__ = ("_data", "grad", "_rg", "_edge", "_vc", "_name", "__weakref__")
     # NumPy defers to Tensor's reflected operators (ndarray * Tensor -> Tensor).
     __array_ufunc__ = None
 
@@ -140,27 +140,16 @@ class Tensor:
         self._data = _to_array(data, dtype, device)
         self.grad: Tensor | None = None
         self._rg = False
-        self._node = None
-        self._idx = 0
+        self._edge = None
         self._vc = None
         self._name = name
         if requires_grad:
             self.requires_grad = True
 
-    @classmethod
-    def _wrap(cls, array: Any, node: Any = None, idx: int = 0) -> Tensor:
-        """Wrap a backend array without copying (internal fast path)."""
-        t = object.__new__(cls)
-        if isinstance(array, np.generic):  # NumPy gives scalars for 0-d results
-            array = np.asarray(array)
-        t._data = array
-        t.grad = None
-        t._node = node
-        t._rg = node is not None
-        t._idx = idx
-        t._vc = None
-        t._name = None
-        return t
+    @staticmethod
+    def _wrap(array: Any, node: Any = None, idx: int = 0) -> Tensor:
+        """Wrap a backend array without copying (internal; ``mg.as_tensor`` is public)."""
+        return _fn._tensor(array, node, idx)
 
     # ------------------------------------------------------------ attributes
     @property
@@ -171,9 +160,9 @@ class Tensor:
     @name.setter
     def name(self, value: str | None) -> None:
         self._name = value
-        node = self._node
-        if node is not None:  # an op's output: its record keeps the name for mg.tape/mg.viz
-            node.out_names = {**node.out_names, self._idx: value}
+        e = self._edge
+        if e is not None:  # an op's output: its record keeps the name for mg.tape/mg.viz
+            e.record.out_names = {**e.record.out_names, e.index: value}
 
     @property
     def requires_grad(self) -> bool:
@@ -185,7 +174,7 @@ class Tensor:
             raise DTypeError(
                 f"only floating-point tensors can require grad, but this tensor has dtype "
                 f"{self._data.dtype}; convert it first, e.g. t.astype(mg.float32)")
-        if not value and self._node is not None:
+        if not value and self._edge is not None:
             raise GraphError("requires_grad=False on a non-leaf tensor: use .detach() instead")
         self._rg = bool(value)
 
@@ -221,12 +210,12 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._node is None
+        return self._edge is None
 
     @property
     def grad_fn(self) -> Any:
         """The record that produced this tensor, or None for a leaf."""
-        return self._node
+        return self._edge.record if self._edge is not None else None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -292,8 +281,8 @@ class Tensor:
             extra.append(f"dtype={self._data.dtype}")
         if self.device != "cpu":
             extra.append(f"device='{self.device}'")
-        if self._node is not None:
-            extra.append(f"grad_fn=<{self._node.name} #{self._node.seq}>")
+        if self._edge is not None:
+            extra.append(f"grad_fn={self._edge.record!r}")
         elif self._rg:
             extra.append("requires_grad=True")
         if self.name:

@@ -243,7 +243,7 @@ def test_multi_output_op():
     lo, hi = Split.apply(x)
     y = lo.sum() + hi.sum()
     g = mg.viz.draw_graph(y)
-    seq = lo._node.seq
+    seq = lo.grad_fn.seq
     ns = nodes(g)
     assert ns[f"v{seq}_0"][0].startswith(f"v{seq}.0\\n(1,)")
     assert ns[f"v{seq}_1"][0].startswith(f"v{seq}.1\\n(2,)")
@@ -288,14 +288,14 @@ def test_gradient_made_with_create_graph_draws_like_any_tensor():
     forward_seqs = {rec.seq for rec in mg.tape(y)}
     op_seqs = {int(n[2:]) for n in of_kind(g, "op")}
     backward_seqs = {int(n[2:]) for n in of_kind(g, "backward_op")}
-    assert forward_seqs - {y._node.seq} <= op_seqs  # reads the forward values it needs
+    assert forward_seqs - {y.grad_fn.seq} <= op_seqs  # reads the forward values it needs
     assert backward_seqs and min(backward_seqs) > max(forward_seqs)  # and backward ops
 
 
 def test_engine_tag_marks_backward_ops():
     y, x, w = small()
     (gx,) = mg.grad(y, x, create_graph=True)
-    last_forward = y._node.seq
+    last_forward = y.grad_fn.seq
     tagged = [rec for rec in mg.tape(gx) if rec.seq > last_forward]
     for rec in tagged:
         rec.backward_of = last_forward  # what the engine would record
@@ -497,7 +497,7 @@ def test_long_op_parameters_wrap_one_per_line():
     y = Scale.apply(x, factor=3.0, long_parameter_name="some text", another_parameter=(1, 2))
     (label,) = of_kind(mg.viz.draw_graph(y), "op").values()
     assert label.split("\\n") == ["scale(", "  factor=3.0,", "  long_parameter_name='some text',",
-                                   "  another_parameter=(1, 2))", f"#{y._node.seq}"]
+                                   "  another_parameter=(1, 2))", f"#{y.grad_fn.seq}"]
 
 
 def test_collapse_keeps_module_outputs_used_inside_and_outside():
@@ -567,7 +567,7 @@ def test_missing_dot_gives_install_advice(tmp_path, monkeypatch):
 def test_pictures_hold_no_tensors_or_records():
     loss, params = mlp()
     loss.backward(retain_graph=True)
-    refs = [weakref.ref(loss), weakref.ref(loss._node)] + [weakref.ref(p) for p in params]
+    refs = [weakref.ref(loss), weakref.ref(loss.grad_fn)] + [weakref.ref(p) for p in params]
     rec_refs = [weakref.ref(rec) for rec in mg.tape(loss)]
     pictures = [mg.viz.draw_graph(loss, show_values=True, show_grads=True, collapse=1),
                 mg.viz.draw_derivation(loss, list(params), show_values=True, show_grads=True)]

@@ -6,6 +6,10 @@ to the lowest visits every consumer of a value before the value's producer: by
 the time a record is reached, the gradient of each of its outputs is complete.
 The walk is a loop over a sorted list, so a graph 100,000 ops deep needs no
 recursion.
+
+``run_backward`` is the whole algorithm: order the records, seed the outputs,
+then for each record call its VJP and add what it returns to the gradients
+pending for its inputs. The helpers below it each do one of those steps.
 """
 
 from __future__ import annotations
@@ -17,53 +21,7 @@ from typing import Any
 from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
-from .function import Function, _freed_message, _local
-
-
-def collect(roots: Sequence[Any]) -> list[Function]:
-    """Every record reachable from ``roots``' creators, highest sequence number first."""
-    stack = [r._node for r in roots if r._node is not None]
-    seen = set()
-    nodes = []
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        nodes.append(n)
-        for e in n.edges:
-            if type(e) is tuple:
-                stack.append(e[0])
-    nodes.sort(key=_by_seq, reverse=True)
-    return nodes
-
-
-_by_seq = operator.attrgetter("seq")
-
-
-def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
-    T = fn_mod._Tensor
-    if grad is None:
-        if root._data.size != 1:
-            raise GraphError(
-                f"backward: the output has shape {tuple(root.shape)}, not a single value; "
-                "gradients are only implied for scalar outputs, so pass grad= (a tensor of "
-                "the output's shape, e.g. ones_like(output)) to say which vector-Jacobian "
-                "product you want")
-        g = xp_of(root._data).ones_like(root._data)
-    else:
-        g = grad._data if isinstance(grad, T) else grad
-        if not hasattr(g, "shape"):
-            g = root._data * 0 + g
-        if tuple(g.shape) != tuple(root.shape):
-            raise ShapeError(
-                f"backward: grad has shape {tuple(g.shape)} but the output has shape "
-                f"{tuple(root.shape)}; they must match")
-        if g.dtype != root._data.dtype:
-            g = g.astype(root._data.dtype)
-    if create_graph:
-        return grad if isinstance(grad, T) else T._wrap(g)
-    return g
+from .function import NO_GRAD, Edge, Function, _freed_message, _leaf_edge, _local, _tensor
 
 
 def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
@@ -72,103 +30,169 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
 
     With ``inputs=None`` gradients accumulate into every reachable leaf's
     ``.grad``; otherwise the gradients of ``inputs`` are returned as a list and
-    no ``.grad`` is touched.
+    no ``.grad`` is touched. Under ``create_graph`` gradients are Tensors (so the
+    VJPs are recorded); otherwise raw arrays.
     """
-    T = fn_mod._Tensor
-    for r in roots:
-        if not isinstance(r, T):
-            raise TypeError(f"backward: expected Tensors as outputs, got {type(r).__name__}")
-        if not r._rg:
-            raise GraphError(
-                "backward: the output does not require grad and has no recorded history; "
-                "did you create it under no_grad(), from tensors without requires_grad=True, "
-                "or call .detach()?")
-    nodes = collect(roots)
-    want: dict[Any, int] = {}  # (record, index) or leaf -> position in inputs
-    result: list[Any] = []
+    _check_roots(roots)
+    records = collect(roots)
+    wanted = {_key(edge_of(t)): k for k, t in enumerate(inputs or ())}
     if inputs is not None:
-        result = [None] * len(inputs)
-        for k, t in enumerate(inputs):
-            want[_key(t)] = k
-        nodes = _prune(nodes, want)
-    leaf_grads: dict[Any, Any] = {}  # leaf Tensor -> accumulated gradient
-    # record -> the gradient pending for its output(s). Kept per call, never on the
-    # records: a gradient delivered to a record this call does not run must vanish
-    # with the call, not wait there for a later backward.
+        records = _prune(records, wanted)
+    # What is pending for each value: record -> [gradient per output]; leaf -> gradient.
+    # It lives for this call only: nothing is left on a record for a later backward.
     pending: dict[Any, Any] = {}
-
-    prev_grad = _local.grad
-    prev_unpack = _local.unpack
-    _local.grad = create_graph
-    # Plain backward feeds raw arrays to primitives; create_graph feeds graph Tensors.
-    _local.unpack = 2 if create_graph else 0
+    found: list[Any] = [None] * len(wanted)  # the gradients of wanted non-leaf values
+    prev_mode, _local.grad = _local.grad, create_graph
     try:
         for r, g in zip(roots, grads):
-            _deliver(_key(r), _seed(r, g, create_graph), leaf_grads, pending)
-        for n in nodes:
-            g = pending.pop(n, None)
-            if g is None:
+            _accumulate(pending, edge_of(r), _seed(r, g, create_graph))
+        for rec in records:
+            gs = pending.pop(rec, None)
+            if gs is None:  # nothing flowed into this record
                 continue
-            if n.saved is None:  # freed by an earlier backward
-                raise GraphError(_freed_message(n))
-            if want:
-                _capture(n, g, want, result)
-            cls = n.__class__
-            if create_graph:
-                mark = next(fn_mod._seq)  # records made from here on belong to n's backward
-            if cls.array_backward and len(n.out_meta) == 1:  # the fast path
-                in_grads = cls.backward(n, g)
-                if in_grads.__class__ is not tuple:
-                    in_grads = (in_grads,)
-            else:
-                in_grads = _call_backward(n, g, create_graph)
-            if create_graph:
-                _tag(in_grads, mark, n.seq)
-            edges = n.edges
-            if len(in_grads) != len(edges):
-                raise GraphError(_count_message(n, len(in_grads)))
-            # An op with several inputs can mix dtypes (float32 * float64); each
-            # gradient is cast back to its input's dtype, as PyTorch does.
-            mixed = len(edges) > 1
-            for e, gi in zip(edges, in_grads):
-                if e is None or gi is None:
+            if wanted:
+                _capture(rec, gs, wanted, found)
+            for e, gi in zip(rec.edges, _vjp(rec, gs, create_graph)):
+                if gi is None or e is NO_GRAD:
                     continue
-                if type(e) is tuple:
-                    p = e[0]
-                    if mixed:  # (builtin dtypes are singletons: `is` settles most cases)
-                        dt = p.out_meta[e[1]][1]
-                        if gi.dtype is not dt and gi.dtype != dt:
-                            gi = gi.astype(dt)
-                    if len(p.out_meta) == 1:
-                        pg = pending.get(p)
-                        pending[p] = gi if pg is None else pg + gi
-                    else:
-                        _deliver(e, gi, leaf_grads, pending)
-                else:
-                    if mixed and gi.dtype is not e._data.dtype and gi.dtype != e._data.dtype:
-                        gi = gi.astype(e._data.dtype)
-                    cur = leaf_grads.get(e)
-                    leaf_grads[e] = gi if cur is None else cur + gi
+                if gi.shape != e.shape or gi.dtype != e.dtype:
+                    gi = _fit(rec, e, gi)  # undo broadcasting; cast back a mixed dtype
+                _accumulate(pending, e, gi)
             if not retain_graph:
-                n.saved = None
-                n._saved_from = ()  # saved input tensors go with their arrays
+                rec.saved = None  # free what forward saved (and the inputs it names)
+                rec._saved_inputs = ()
     finally:
-        _local.grad = prev_grad
-        _local.unpack = prev_unpack
+        _local.grad = prev_mode
+    if inputs is None:
+        _store_leaf_grads(pending, grads, create_graph)
+        return None
+    for leaf, g in pending.items():
+        k = wanted.get(leaf)
+        if k is not None and isinstance(leaf, fn_mod._Tensor):
+            found[k] = g
+    return [g if g is None or create_graph else _tensor(g, None, 0) for g in found]
 
-    if inputs is not None:
-        for leaf, g in leaf_grads.items():
-            k = want.get(leaf)
-            if k is not None:
-                result[k] = g if create_graph else T._wrap(g)
-        for k, r in enumerate(result):
-            if r is not None and not isinstance(r, T):
-                result[k] = T._wrap(r)
-        return result
 
+def collect(roots: Sequence[Any]) -> list[Function]:
+    """Every record reachable from ``roots``' creators, highest sequence number first."""
+    stack = [r._edge.record for r in roots if r._edge is not None]
+    seen = set()
+    records = []
+    while stack:
+        rec = stack.pop()
+        if rec in seen:
+            continue
+        seen.add(rec)
+        records.append(rec)
+        for e in rec.edges:
+            if e.record is not None:
+                stack.append(e.record)
+    records.sort(key=_by_seq, reverse=True)
+    return records
+
+
+_by_seq = operator.attrgetter("seq")
+
+
+def edge_of(t: Any) -> Edge:
+    """Where tensor ``t`` came from: its record and output index, or itself as a leaf."""
+    return t._edge if t._edge is not None else _leaf_edge(t)
+
+
+def _key(e: Edge) -> Any:
+    """What identifies a value: its leaf, or (record, output index)."""
+    return e.leaf if e.record is None else (e.record, e.index)
+
+
+def _accumulate(pending: dict, e: Edge, g: Any) -> None:
+    """Add ``g`` to the gradient pending for the value ``e`` points to."""
+    rec = e.record
+    if rec is None:
+        cur = pending.get(e.leaf)
+        pending[e.leaf] = g if cur is None else cur + g
+        return
+    slots = pending.get(rec)
+    if slots is None:
+        slots = pending[rec] = [None] * len(rec.out_meta)
+    cur = slots[e.index]
+    slots[e.index] = g if cur is None else cur + g
+
+
+def _vjp(rec: Function, gs: list, create_graph: bool) -> tuple:
+    """Call ``rec``'s backward with one gradient per output; one gradient per input back.
+
+    Outputs nothing flowed into get zeros. A primitive (``array_backward``) gets raw
+    arrays unless the backward is recorded; everything else gets Tensors.
+    """
+    if rec.saved is None:  # freed by an earlier backward
+        raise GraphError(_freed_message(rec))
+    if len(gs) > 1 and any(g is None for g in gs):
+        gs = _fill_zeros(rec, gs)
+    cls = type(rec)
+    if create_graph:
+        mark = next(fn_mod._seq)  # the records made from here on are this VJP's
+        out = _checked(rec, cls.backward(rec, *[_as_tensor(g) for g in gs]), True)
+        _tag(out, mark, rec.seq)
+        return [_as_tensor(o) for o in out]
+    if cls.array_backward:
+        return _checked(rec, cls.backward(rec, *gs), False)
+    out = _checked(rec, cls.backward(rec, *[_as_tensor(g) for g in gs]), True)
+    return [o._data if isinstance(o, fn_mod._Tensor) else o for o in out]
+
+
+def _checked(rec: Function, out: Any, check_types: bool) -> tuple:
+    """What a backward returned, as one gradient (or None) per input."""
+    if type(out) is not tuple:
+        out = (out,)
+    if len(out) != len(rec.edges):
+        raise GraphError(f"{rec.name}.backward returned {len(out)} gradient(s) but the op "
+                         f"has {len(rec.edges)} input(s); return one gradient (or None) "
+                         "per input")
+    for k, o in enumerate(out if check_types else ()):
+        if o is not None and not hasattr(o, "shape"):
+            raise GraphError(f"{rec.name}.backward returned a {type(o).__name__} for input "
+                             f"{k}; expected a Tensor, an array or None")
+    return out
+
+
+def _fit(rec: Function, e: Edge, g: Any) -> Any:
+    """``g`` in the shape and dtype of the input ``e``: broadcasting is undone here, once
+    for every op, by summing over the broadcast axes; dtypes are cast back (an op can
+    mix float32 and float64, as PyTorch allows)."""
+    shape, dtype = e.shape, e.dtype
+    if g.shape != shape:
+        g = unbroadcast(g, tuple(shape), rec, e)
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+    return g
+
+
+def unbroadcast(g: Any, shape: tuple, rec: Any = None, e: Any = None) -> Any:
+    """Sum ``g`` (array or Tensor) down to ``shape``, the shape it was broadcast from."""
+    gshape = tuple(g.shape)
+    lead = len(gshape) - len(shape)
+    if lead < 0 or any(s not in (1, gs) for s, gs in zip(shape, gshape[lead:])):
+        if rec is None:
+            raise ShapeError(f"unbroadcast: a gradient of shape {gshape} cannot be summed "
+                             f"to shape {shape}")
+        k = next(k for k, x in enumerate(rec.edges) if x is e)
+        raise ShapeError(f"{rec.name}.backward returned a gradient of shape {gshape} for "
+                         f"input {k}, whose shape is {shape}")
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape) if lead else g
+
+
+def _store_leaf_grads(pending: dict, seeds: Sequence[Any], create_graph: bool) -> None:
+    """Add the leaves' gradients into their ``.grad``."""
+    T = fn_mod._Tensor
     # The caller's seed arrays count as seen: one must never become a leaf's .grad.
-    seen_ids = {id(g._data if isinstance(g, T) else g) for g in grads if g is not None}
-    for leaf, g in leaf_grads.items():
+    seen_ids = {id(g._data if isinstance(g, T) else g) for g in seeds if g is not None}
+    for leaf, g in pending.items():
+        if not isinstance(leaf, T):
+            continue  # a record nothing reached (it was not on the way)
         if create_graph:
             leaf.grad = g if leaf.grad is None else leaf.grad + g
             continue
@@ -178,130 +202,84 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
             g = g.copy()  # never hand two leaves (or a read-only view) one buffer
         seen_ids.add(id(g))
         if leaf.grad is None:
-            leaf.grad = T._wrap(g)
+            leaf.grad = _tensor(g, None, 0)
         else:
             leaf.grad._data = g
-    return None
 
 
-def _deliver(edge: Any, g: Any, leaf_grads: dict, pending: dict) -> None:
-    """Add ``g`` to the gradient pending for ``edge`` (a record output or a leaf)."""
-    if type(edge) is tuple:
-        n, i = edge
-        if len(n.out_meta) == 1:
-            cur = pending.get(n)
-            pending[n] = g if cur is None else cur + g
-            return
-        gs = pending.get(n)
-        if gs is None:
-            gs = pending[n] = [None] * len(n.out_meta)
-        cur = gs[i]
-        gs[i] = g if cur is None else cur + g
+def _check_roots(roots: Sequence[Any]) -> None:
+    for r in roots:
+        if not isinstance(r, fn_mod._Tensor):
+            raise TypeError(f"backward: expected Tensors as outputs, got {type(r).__name__}")
+        if not r._rg:
+            raise GraphError(
+                "backward: the output does not require grad and has no recorded history; "
+                "did you create it under no_grad(), from tensors without requires_grad=True, "
+                "or call .detach()?")
+
+
+def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
+    """The gradient the walk starts from: ones for a single value, else ``grad``."""
+    T = fn_mod._Tensor
+    data = root._data
+    if grad is None:
+        if data.size != 1:
+            raise GraphError(
+                f"backward: the output has shape {tuple(root.shape)}, not a single value; "
+                "gradients are only implied for scalar outputs, so pass grad= (a tensor of "
+                "the output's shape, e.g. ones_like(output)) to say which vector-Jacobian "
+                "product you want")
+        g = xp_of(data).ones_like(data)
     else:
-        cur = leaf_grads.get(edge)
-        leaf_grads[edge] = g if cur is None else cur + g
+        g = grad._data if isinstance(grad, T) else grad
+        if not hasattr(g, "shape"):
+            g = data * 0 + g
+        if tuple(g.shape) != tuple(root.shape):
+            raise ShapeError(
+                f"backward: grad has shape {tuple(g.shape)} but the output has shape "
+                f"{tuple(root.shape)}; they must match")
+        if g.dtype != data.dtype:
+            g = g.astype(data.dtype)
+    if create_graph:
+        return grad if isinstance(grad, T) and grad.dtype == data.dtype else _tensor(g, None, 0)
+    return g
+
+
+def _as_tensor(g: Any) -> Any:
+    return g if g is None or isinstance(g, fn_mod._Tensor) else _tensor(g, None, 0)
+
+
+def _fill_zeros(rec: Function, gs: list) -> list:
+    """Zeros for the outputs of a multi-output record that nothing flowed into."""
+    ref = next(g for g in gs if g is not None)
+    xp = xp_of(ref._data if isinstance(ref, fn_mod._Tensor) else ref)
+    return [xp.zeros(*meta) if g is None else g for g, meta in zip(gs, rec.out_meta)]
 
 
 def _tag(grads: tuple, mark: int, seq: int) -> None:
     """Mark the records a create_graph backward of record ``seq`` just made."""
-    stack = [g._node for g in grads if g is not None and getattr(g, "_node", None) is not None]
+    stack = [g._edge.record for g in grads if getattr(g, "_edge", None) is not None]
     while stack:
         r = stack.pop()
         if r.seq > mark and r.backward_of is None:
             r.backward_of = seq
-            stack.extend(e[0] for e in r.edges if type(e) is tuple)
+            stack.extend(e.record for e in r.edges if e.record is not None)
 
 
-def _key(t: Any) -> Any:
-    return (t._node, t._idx) if t._node is not None else t
+def _capture(rec: Function, gs: list, wanted: dict, found: list) -> None:
+    """Keep the complete gradient of a wanted output of ``rec``."""
+    for i, g in enumerate(gs):
+        k = wanted.get((rec, i))
+        if k is not None and g is not None:
+            found[k] = g
 
 
-def _capture(n: Function, g: Any, want: dict, result: list) -> None:
-    """Record the complete gradient of a wanted non-leaf output of ``n``."""
-    T = fn_mod._Tensor
-    gs = g if isinstance(g, list) else [g]
-    for i, gi in enumerate(gs):
-        k = want.get((n, i))
-        if k is not None and gi is not None:
-            result[k] = gi if isinstance(gi, T) else T._wrap(gi)
-
-
-def _prune(nodes: list[Function], want: dict) -> list[Function]:
-    """Keep only the records through which a gradient can reach a wanted input."""
+def _prune(records: list[Function], wanted: dict) -> list[Function]:
+    """Keep only the records through which a gradient can reach a wanted value."""
     useful: set = set()
-    for n in reversed(nodes):  # lowest sequence number first
-        for i in range(len(n.out_meta)):
-            if (n, i) in want:
-                useful.add(n)
-        for e in n.edges:
-            if e is None:
-                continue
-            if (type(e) is tuple and e[0] in useful) or (type(e) is not tuple and e in want):
-                useful.add(n)
-                break
-    return [n for n in nodes if n in useful]
-
-
-def _call_backward(n: Function, g: Any, create_graph: bool) -> tuple:
-    """Call the record's backward with grads of the right kind; check what it returns."""
-    T = fn_mod._Tensor
-    multi = len(n.out_meta) > 1
-    if multi:
-        gs = list(g)
-        for i, gi in enumerate(gs):
-            if gi is None:  # materialise zeros for outputs nothing flowed into
-                shape, dtype = n.out_meta[i]
-                ref = next(x for x in gs if x is not None)
-                raw = ref._data if isinstance(ref, T) else ref
-                gs[i] = xp_of(raw).zeros(shape, dtype)
-                if create_graph:
-                    gs[i] = T._wrap(gs[i])
-    else:
-        gs = [g]
-    cls = type(n)
-    if create_graph or cls.array_backward:
-        out = cls.backward(n, *gs)
-    else:
-        _local.unpack = 1
-        try:
-            out = cls.backward(n, *[T._wrap(x) for x in gs])
-        finally:
-            _local.unpack = 0
-    if type(out) is not tuple:
-        out = (out,)
-    if len(out) != len(n.edges):
-        raise GraphError(_count_message(n, len(out)))
-    if not cls.array_backward:  # a user's backward: check what it returned
-        out = tuple(_checked_grad(n, i, e, o, create_graph)
-                    for i, (e, o) in enumerate(zip(n.edges, out)))
-    elif create_graph:
-        out = tuple(o if o is None or isinstance(o, T) else T._wrap(o) for o in out)
-    return out
-
-
-def _count_message(n: Function, got: int) -> str:
-    return (f"{n.name}.backward returned {got} gradient(s) but the op has "
-            f"{len(n.edges)} input(s); return one gradient (or None) per input")
-
-
-def _checked_grad(n: Function, i: int, e: Any, o: Any, create_graph: bool) -> Any:
-    """A user backward's gradient for input ``i``, as the engine needs it."""
-    T = fn_mod._Tensor
-    if o is None or e is None:
-        return None
-    raw = o._data if isinstance(o, T) else o
-    if not hasattr(raw, "shape"):
-        raise GraphError(f"{n.name}.backward returned a {type(o).__name__} for input {i}; "
-                         "expected a Tensor, an array or None")
-    if isinstance(e, T):
-        shape, dtype = e.shape, e.dtype
-    else:
-        shape, dtype = e[0].out_meta[e[1]]
-    if tuple(raw.shape) != tuple(shape):
-        raise ShapeError(
-            f"{n.name}.backward returned a gradient of shape {tuple(raw.shape)} for "
-            f"input {i}, whose shape is {tuple(shape)}")
-    if create_graph:
-        o = o if isinstance(o, T) else T._wrap(o)
-        return o if o.dtype == dtype else o.astype(dtype)
-    return raw if raw.dtype == dtype else raw.astype(dtype)
+    for rec in reversed(records):  # lowest sequence number first
+        if any((rec, i) in wanted for i in range(len(rec.out_meta))) or any(
+                e.record in useful if e.record is not None else e.leaf in wanted
+                for e in rec.edges if e is not NO_GRAD):
+            useful.add(rec)
+    return [rec for rec in records if rec in useful]

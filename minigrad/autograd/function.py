@@ -2,13 +2,18 @@
 
 Calling ``SomeOp.apply(*inputs, **params)`` runs ``SomeOp.forward`` on the inputs'
 arrays. When gradients are being recorded and an input requires grad, the
-``SomeOp`` instance that served as ``ctx`` becomes a *record* on the tape: it
-keeps a sequence number, an edge to each input, what ``forward`` saved for
-backward, and the op's parameters. ``backward`` later receives that same ``ctx``.
+``SomeOp`` instance that served as ``ctx`` becomes a *record* on the tape: its
+fields (``seq``, ``edges``, ``params``, ``saved``, ``out_meta``, ``module``) say
+what the engine and the tape need to know. ``backward`` later receives that same
+``ctx``.
 
-A record never holds its input or output Tensors (only their arrays where it
-saved them), so intermediate results are freed as soon as nothing else needs
-them, exactly like PyTorch's graph.
+An ``Edge`` says where one input came from: the output ``index`` of another
+``record``, a ``leaf`` tensor that collects ``.grad``, or ``NO_GRAD`` (a constant,
+or a tensor that does not require grad).
+
+A record never holds its output Tensors, and holds input Tensors only where it
+saved their arrays, so intermediate results are freed as soon as nothing else
+needs them, exactly like PyTorch's graph.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as _np
 
@@ -28,15 +33,11 @@ class _ThreadState(threading.local):
     """What the engine keeps per thread, so threads never see each other's modes.
 
     ``grad``: whether new operations are recorded (grad mode, as in PyTorch).
-    ``unpack``: how ``saved_tensors`` hands values to a running backward: 0 = raw
-    arrays (fast path), 1 = Tensors without history, 2 = Tensors connected to the
-    graph (create_graph).
     ``on_record``: the observers; each is called with every record this thread makes
     (see `minigrad.autograd.observers`).
     """
 
     grad = True
-    unpack = 1
 
     def __init__(self) -> None:
         self.on_record: list = []
@@ -44,8 +45,34 @@ class _ThreadState(threading.local):
 
 _local = _ThreadState()
 _seq = itertools.count()
+# Bumped by every tracked in-place write (in any thread); a record made at the
+# current epoch cannot have seen a write, so backward skips its version checks.
+# Global on purpose: a write in one thread to a tensor another thread saved counts.
+_writes = [0]
 
 _Tensor: Any = None  # set by minigrad.tensor to break the import cycle
+
+
+class Edge(NamedTuple):
+    """Where a value came from, as a record's input or a tensor's history."""
+
+    #: the record whose output the value is (None for a leaf or a constant)
+    record: Any
+    #: which output of ``record``
+    index: int
+    #: the leaf Tensor that receives ``.grad`` (None unless the value is such a leaf)
+    leaf: Any
+    #: the value's shape and dtype: the gradient that flows back along the edge has them
+    shape: tuple
+    dtype: Any
+
+
+#: the edge of an input that gets no gradient: a constant, or a tensor that does not
+#: require grad
+NO_GRAD = Edge(None, 0, None, (), None)
+# Edge(...) without the keyword handling. An op output's edge is made once, with the
+# tensor, and shared by every op that uses it.
+_edge = tuple.__new__
 
 
 class Function:
@@ -68,6 +95,8 @@ class Function:
 
     Because ``backward`` works on Tensors, a backward written in tensor ops is
     itself recorded under ``create_graph=True`` and can be differentiated again.
+    A gradient may keep the shape broadcasting gave it: the engine sums it back
+    to its input's shape.
 
     ``array_backward = True`` is an optional speed-up that minigrad's own
     primitives use: it promises that ``backward`` only uses operators and
@@ -75,29 +104,27 @@ class Function:
     ...), so when no graph of the backward is wanted it is fed raw arrays.
     """
 
-    # Defaults live on the class, so a record only stores what differs from them:
-    # every attribute set in `apply` is paid once per recorded op.
-    seq: int = -1
-    edges: list = []
-    saved: tuple | None = ()
-    # Per saved array: the input Tensor it is, -1-j for output j, or None (an
-    # intermediate). Holding a saved input's Tensor costs nothing: its array is
-    # held anyway, and it is the tensor to hand back, graph and all, under
-    # create_graph.
-    _saved_from: Any = ()
-    _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
-    # The version counter a saved output shares with its tensor (a tuple of them,
-    # one per output, for an op with several outputs).
-    _out_vc: Any = None
-    _epoch = 0  # the write epoch when this record was made
-    out_meta: tuple = ()
-    out_names: dict = {}  # noqa: RUF012 - names given to outputs; replaced, never mutated
-    params: dict = {}  # noqa: RUF012 - never mutated; apply stores a fresh dict
-    module: Any = None
-    consts: dict | None = None
+    # The record's fields. Defaults live on the class, so a record only stores what
+    # differs from them: every attribute set while recording is paid once per op.
+    seq: int = -1  #: the record's number; inputs always have smaller numbers
+    edges: list = []  #: one `Edge` per input  # noqa: RUF012 - replaced, never mutated
+    needs_input_grad: tuple = ()  #: one flag per input: does backward need its gradient
+    params: dict = {}  #: the keyword arguments of `apply`  # noqa: RUF012
+    out_meta: tuple = ()  #: (shape, dtype) of each output
+    module: Any = None  #: what an observer noted (nn: the module scope the op ran in)
+    saved: tuple | None = ()  #: what forward saved; None once backward freed it
+    #: per saved value: the input position it is, ``-1 - j`` for output j, or None
+    saved_from: tuple = ()
+    consts: dict | None = None  #: input position -> the constant given there (for the tape)
+    out_names: dict = {}  #: output index -> name  # noqa: RUF012 - replaced, never mutated
     #: for a record made by a create_graph backward: the seq of the record whose
-    #: backward made it (graphs use it to draw the derivation)
+    #: backward made it
     backward_of: int | None = None
+    # Per saved value: the input Tensor it is (for its version counter), else None.
+    _saved_inputs: Any = ()
+    _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
+    _out_vc: Any = None  # the version counter(s) of saved outputs, shared with them
+    _epoch = 0  # the write epoch when this record was made
 
     array_backward = False
     #: the name shown in the tape and in graphs; defaults to the class name in lower case
@@ -118,40 +145,42 @@ class Function:
 
     @property
     def saved_tensors(self) -> tuple:
-        """What ``forward`` saved, checked against in-place changes since."""
+        """What ``forward`` saved, checked against in-place changes since.
+
+        Tensors, connected to the graph when the backward is being recorded
+        (``create_graph``); raw arrays for an ``array_backward`` op otherwise.
+        """
         saved = self.saved
         if saved is None:
             raise GraphError(_freed_message(self))
         if self._epoch != _writes[0]:  # something was written in place since forward
             self._check_versions()
-        mode = _local.unpack
-        if mode == 0:
+        if not _local.grad and self.array_backward:
             return saved
-        T = _Tensor
-        if mode == 1:
-            return tuple([T._wrap(a) if hasattr(a, "shape") else a for a in saved])
-        out = []
-        for a, src in zip(saved, self._saved_from):
-            if src is None:
-                out.append(T._wrap(a) if hasattr(a, "shape") else a)
-            elif type(src) is int:  # output -src - 1: connect it to this very record
-                out.append(T._wrap(a, self, -src - 1))
-            elif src._rg:
-                out.append(src)  # the input itself, with its history
-            else:
-                out.append(T._wrap(a))
-        return tuple(out)
+        return tuple([self._saved_tensor(k, a) for k, a in enumerate(saved)])
+
+    def _saved_tensor(self, k: int, a: Any) -> Any:
+        """Saved value ``k`` as a Tensor: an input or output keeps its place in the graph."""
+        if not hasattr(a, "shape"):
+            return a
+        src = self.saved_from[k] if self.saved_from else None
+        if src is None:
+            return _tensor(a, None, 0)
+        if src < 0:  # output -1 - src of this very record
+            return _tensor(a, self, -1 - src)
+        e = self.edges[src]
+        return e.leaf if e.leaf is not None else _tensor(a, e.record, e.index)
 
     def _check_versions(self) -> None:
         ver = self._saved_ver
-        for k, t in enumerate(self._saved_from):
-            if t is None:
+        for k, src in enumerate(self.saved_from):
+            if src is None:
                 continue
-            if type(t) is int:
+            if src < 0:
                 vcs = self._out_vc
-                vc = vcs if len(self.out_meta) == 1 else vcs[-t - 1]
+                vc = vcs if len(self.out_meta) == 1 else vcs[-src - 1]
             else:
-                vc = t._vc
+                vc = self._saved_inputs[k]._vc
             then = ver[k] if ver else 0
             if vc is not None and vc[0] != then:
                 raise GraphError(
@@ -161,77 +190,17 @@ class Function:
                     "it, or change it after backward")
 
     @property
-    def saved_sources(self) -> list:
-        """Where each saved value came from: input index, ``-1-j`` for output j, or None."""
-        out: list = []
-        for src in self._saved_from:
-            if src is None or type(src) is int:
-                out.append(src)
-                continue
-            key = (src._node, src._idx) if src._node is not None else src
-            pos = None
-            for i, e in enumerate(self.edges):
-                same_leaf = e is key
-                same_out = type(e) is tuple and type(key) is tuple and e[0] is key[0] \
-                    and e[1] == key[1]
-                if same_leaf or same_out:
-                    pos = i
-                    break
-            if pos is None:  # a constant input: match it among the constants
-                for i, c in (self.consts or {}).items():
-                    if c is src or (isinstance(c, weakref.ref) and c() is src):
-                        pos = i
-            out.append(pos)
-        return out
-
-    @property
-    def needs_input_grad(self) -> tuple[bool, ...]:
-        """One flag per input: whether backward has to produce its gradient."""
-        return tuple(e is not None for e in self.edges)
-
-    @property
     def name(self) -> str:
         return type(self).op_name or type(self).__name__.lower()
 
     def __repr__(self) -> str:
-        seq = getattr(self, "seq", None)
-        return f"<{self.name} #{seq}>" if seq is not None else f"<{self.name}>"
+        return f"<{self.name} #{self.seq}>" if self.seq >= 0 else f"<{self.name}>"
 
     # ------------------------------------------------------------- recording
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         """Run the op on ``inputs`` (Tensors or constants) and record it if needed."""
-        T = _Tensor
-        arrays = []
-        edges = []
-        consts = None
-        record = False
-        raw = False  # some input is not a Tensor (a number or an array)
-        i = 0
-        for t in inputs:
-            if isinstance(t, T):
-                arrays.append(t._data)
-                if t._rg:
-                    record = True
-                    edges.append((t._node, t._idx) if t._node is not None else t)
-                    i += 1
-                    continue
-                # Constants are remembered for the tape and graphs: small ones by
-                # value, larger ones weakly so the record does not keep them alive.
-                c = t if t._data.size <= 1 else weakref.ref(t)
-            else:
-                arrays.append(t)
-                raw = True
-                c = t if not hasattr(t, "shape") or t.size <= 1 else ("array", t.shape, t.dtype)
-            edges.append(None)
-            if consts is None:
-                consts = {}
-            consts[i] = c
-            i += 1
-        if len(arrays) > 1:
-            if _backend.cuda_in_use:
-                _check_devices(cls, arrays)
-            _unalias(inputs, arrays)
+        arrays, edges, constant = _read_inputs(cls, inputs)
         ctx = cls.__new__(cls)
         try:
             out = cls.forward(ctx, *arrays, **params)
@@ -239,104 +208,182 @@ class Function:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
-        if not (record and _local.grad):
+        if edges is None or not _local.grad:  # nothing to differentiate: no record
             if type(out) is tuple:
-                return tuple([T._wrap(o) for o in out])
-            return T._wrap(out)
-
-        ctx.seq = next(_seq)
-        ctx.edges = edges
-        if params:
-            ctx.params = _frozen(params)
-        if consts is not None:
-            ctx.consts = consts
-        saved = ctx.saved
-        if saved:
-            ctx._epoch = _writes[0]
-            n = len(saved)
-            if n == 1 and saved[0] is out:
-                ctx._saved_from = _FROM_OUT0
-                ctx._out_vc = [0]
-            elif (not raw and n == len(arrays) and n <= 2 and saved[0] is arrays[0]
-                  and saved[-1] is arrays[-1] and inputs[0]._vc is None
-                  and inputs[-1]._vc is None):
-                ctx._saved_from = inputs  # saved exactly its (never written) inputs
-            else:
-                _note_saved(ctx, inputs, arrays, out)
-        observers = _local.on_record
-        if observers:
-            for observe in observers:
-                observe(ctx)
+                return tuple([_tensor(o, None, 0) for o in out])
+            return _tensor(out, None, 0)
+        _fill_record(ctx, inputs, arrays, edges, constant, params, out)
         if type(out) is tuple:
-            ctx.out_meta = [(o.shape, o.dtype) for o in out]
-            ys = tuple([T._wrap(o, ctx, i) for i, o in enumerate(out)])
+            ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
             for y, vc in zip(ys, ctx._out_vc or ()):
                 y._vc = vc
             return ys
-        ctx.out_meta = ((out.shape, out.dtype),)
-        # Tensor._wrap, inlined: this runs once per recorded op.
-        y = _new(T)
-        y._data = _np.asarray(out) if isinstance(out, _np.generic) else out
-        y.grad = y._name = None
+        y = _tensor(out, ctx, 0)
         y._vc = ctx._out_vc  # a saved output shares its counter with its record
-        y._node = ctx
-        y._idx = 0
-        y._rg = True
         return y
 
 
+def _tensor(array: Any, record: Any, index: int) -> Any:
+    """A Tensor around ``array`` (no copy), made by output ``index`` of ``record``."""
+    if type(array) is not _np.ndarray:
+        if isinstance(array, _np.generic):  # NumPy gives scalars for 0-d results
+            array = _np.asarray(array)
+        elif isinstance(array, _Tensor):
+            raise GraphError("an op returned a Tensor where an array belongs; a Function's "
+                             "forward must return arrays")
+    t = _new(_Tensor)
+    t._data = array
+    t.grad = t._name = t._vc = None
+    if record is None:
+        t._edge = None
+        t._rg = False
+    else:
+        t._edge = _edge(Edge, (record, index, None, array.shape, array.dtype))
+        t._rg = True
+    return t
+
+
 _new = object.__new__
-# Bumped by every tracked in-place write; a record made at the current epoch
-# cannot have seen any, so backward skips its version checks.
-_writes = [0]
+
+
+def _read_inputs(cls: type, inputs: tuple) -> tuple[list, list | None, bool]:
+    """The inputs' arrays, their edges (None when no input requires grad), and whether
+    some input gets no gradient."""
+    T = _Tensor
+    arrays = []
+    edges = []
+    grad = constant = False
+    for t in inputs:
+        if isinstance(t, T):
+            arrays.append(t._data)
+            if t._rg:
+                grad = True
+                e = t._edge
+                edges.append(e if e is not None else _leaf_edge(t))
+                continue
+        else:
+            arrays.append(t)
+        edges.append(NO_GRAD)
+        constant = True
+    if len(arrays) > 1:
+        if _backend.cuda_in_use:
+            _check_devices(cls, arrays)
+        if len(arrays) > 2 or arrays[0] is arrays[1]:
+            _unalias(inputs, arrays)
+    return arrays, (edges if grad else None), constant
+
+
+def _leaf_edge(t: Any) -> Edge:
+    return _edge(Edge, (None, 0, t, t._data.shape, t._data.dtype))
+
+
+def _fill_record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: bool,
+                 params: dict, out: Any) -> None:
+    """Turn ``ctx`` into the record of this call: number, edges, parameters, saved values."""
+    ctx.seq = next(_seq)
+    ctx.edges = edges
+    if constant:
+        ctx.needs_input_grad = tuple([e is not NO_GRAD for e in edges])
+        ctx.consts = _constants(inputs, edges)
+    else:
+        ctx.needs_input_grad = _ALL_NEEDED.get(len(edges)) or (True,) * len(edges)
+    if params:
+        ctx.params = _frozen(params)
+    if ctx.saved:
+        _note_saved(ctx, inputs, arrays, out)
+    if type(out) is tuple:
+        ctx.out_meta = tuple([(o.shape, o.dtype) for o in out])
+    else:
+        ctx.out_meta = ((out.shape, out.dtype),)
+    observers = _local.on_record
+    if observers:
+        for observe in observers:
+            observe(ctx)
+
+
+_ALL_NEEDED = {n: (True,) * n for n in range(1, 5)}
+
+
+def _constants(inputs: tuple, edges: list) -> dict:
+    """The constant inputs, for the tape: small ones by value, larger ones weakly (a record
+    must not keep a batch of data alive) or as a description."""
+    consts = {}
+    for i, (t, e) in enumerate(zip(inputs, edges)):
+        if e is not NO_GRAD:
+            continue
+        if isinstance(t, _Tensor):
+            consts[i] = t if t._data.size <= 1 else weakref.ref(t)
+        elif hasattr(t, "shape") and t.size > 1:
+            consts[i] = ("array", t.shape, t.dtype)
+        else:
+            consts[i] = t
+    return consts
+
+
+_POSITIONS = [tuple(range(n)) for n in range(4)]
+_RAW = [1]  # what a raw array operand counts as: a written tensor (it takes the long way)
 _FROM_OUT0 = (-1,)
 
 
 def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
-    """Remember where each saved array came from and the saved inputs' versions."""
-    frm: list = []
-    ver: list = []
-    copies: dict = {}
-    written = False
-    for s in ctx.saved:
-        i = 0
-        for a in arrays:
-            if s is a:
+    """Note where each saved value came from, and the versions of saved inputs."""
+    saved = ctx.saved
+    ctx._epoch = _writes[0]
+    n = len(saved)
+    if n == 1 and saved[0] is out:
+        ctx.saved_from = _FROM_OUT0
+        ctx._out_vc = [0]
+        return
+    if n == len(arrays) <= 3:
+        for s, a, t in zip(saved, arrays, inputs):
+            vc = getattr(t, "_vc", _RAW)
+            if s is not a or (vc is not None and vc[0]):
                 break
-            i += 1
-        if i < len(arrays) and hasattr(s, "shape") and not hasattr(inputs[i], "_vc"):
-            # A raw array operand: the caller may change it after the forward pass and
-            # it has no version counter, so backward gets a private copy.
-            frm.append(None)
-            ver.append(0)
-            copies[len(frm) - 1] = s.copy()
-        elif i < len(arrays) and hasattr(inputs[i], "_vc"):
-            t = inputs[i]
-            frm.append(t)
-            vc = t._vc
-            if vc is not None and vc[0]:
-                written = True
-                ver.append(vc[0])
-            else:
-                ver.append(0)
-        elif s is out or (type(out) is tuple and any(s is o for o in out)):
-            j = 0 if s is out else [s is o for o in out].index(True)
-            frm.append(-1 - j)
-            ver.append(0)
-            if type(out) is not tuple:
-                ctx._out_vc = ctx._out_vc or [0]
-            else:
-                outs = list(ctx._out_vc or (None,) * len(out))
-                outs[j] = outs[j] or [0]
-                ctx._out_vc = tuple(outs)
-        else:
-            frm.append(None)
-            ver.append(0)
-    ctx._saved_from = frm
+        else:  # it saved exactly its input Tensors, none ever written: nothing to note
+            ctx.saved_from = _POSITIONS[n]
+            ctx._saved_inputs = inputs
+            return
+    frm, ver, tensors = [], [], []
+    copies = {}
+    for k, s in enumerate(saved):
+        i = _position(s, arrays)
+        t = inputs[i] if i is not None else None
+        if i is not None and not isinstance(t, _Tensor):
+            # A raw array operand: the caller may change it after the forward pass
+            # and it has no version counter, so backward gets a private copy.
+            i, t = None, None
+            if hasattr(s, "copy"):
+                copies[k] = s.copy()
+        elif i is None and (s is out or (type(out) is tuple and any(s is o for o in out))):
+            i = -1 if s is out else -1 - [s is o for o in out].index(True)
+            _count_output_versions(ctx, out, -1 - i)
+        frm.append(i)
+        tensors.append(t)
+        vc = t._vc if t is not None else None
+        ver.append(vc[0] if vc is not None else 0)
+    ctx.saved_from = tuple(frm)
+    ctx._saved_inputs = tuple(tensors)
     if copies:
-        ctx.saved = tuple(copies.get(k, s) for k, s in enumerate(ctx.saved))
-    if written:
+        ctx.saved = tuple(copies.get(k, s) for k, s in enumerate(saved))
+    if any(ver):
         ctx._saved_ver = tuple(ver)
+
+
+def _position(s: Any, arrays: list) -> int | None:
+    for i, a in enumerate(arrays):
+        if s is a:
+            return i
+    return None
+
+
+def _count_output_versions(ctx: Function, out: Any, j: int) -> None:
+    """Give saved output ``j`` a version counter, shared with its Tensor."""
+    if type(out) is not tuple:
+        ctx._out_vc = ctx._out_vc or [0]
+        return
+    outs = list(ctx._out_vc or (None,) * len(out))
+    outs[j] = outs[j] or [0]
+    ctx._out_vc = tuple(outs)
 
 
 def _unalias(inputs: tuple, arrays: list) -> None:

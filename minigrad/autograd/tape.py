@@ -14,7 +14,7 @@ from typing import Any
 
 from . import function as fn_mod
 from .engine import collect
-from .function import Function
+from .function import NO_GRAD, Edge, Function
 
 
 def _fmt_shape(shape: tuple) -> str:
@@ -73,13 +73,14 @@ class Tape:
                 if name:
                     self._names[(rec, i)] = name
             for e in rec.edges:
-                if e is not None and type(e) is not tuple and e not in self._names:
-                    self._names[e] = e.name or f"x{leaf_count}"
+                if e.leaf is not None and e.leaf not in self._names:
+                    self._names[e.leaf] = e.leaf.name or f"x{leaf_count}"
                     leaf_count += 1
         for r in roots:
-            if r.name and r._node is not None:
-                self._names[(r._node, r._idx)] = r.name
-            elif r._node is None and r not in self._names:
+            e = r._edge
+            if r.name and e is not None:
+                self._names[(e.record, e.index)] = r.name
+            elif e is None and r not in self._names:
                 self._names[r] = r.name or f"x{leaf_count}"
                 leaf_count += 1
 
@@ -93,7 +94,12 @@ class Tape:
         return self.records[i]
 
     def var_name(self, edge: Any) -> str:
-        """The Wengert-list name of a value: ``v<seq>`` for op outputs, names for leaves."""
+        """The Wengert-list name of a value: ``v<seq>`` for op outputs, names for leaves.
+
+        ``edge`` is an `Edge`, a ``(record, output index)`` pair or a leaf Tensor.
+        """
+        if isinstance(edge, Edge):
+            edge = edge.leaf if edge.record is None else (edge.record, edge.index)
         if type(edge) is tuple:
             node, idx = edge
             name = self._names.get(edge)
@@ -104,7 +110,7 @@ class Tape:
 
     def line(self, rec: Function) -> str:
         """One Wengert-list line for ``rec``."""
-        args = [self.var_name(e) if e is not None else const_text(rec, i)
+        args = [self.var_name(e) if e is not NO_GRAD else const_text(rec, i)
                 for i, e in enumerate(rec.edges)]
         params = [f"{k}={_fmt_param(v)}" for k, v in (rec.params or {}).items()]
         outs = ", ".join(self.var_name((rec, i)) for i in range(len(rec.out_meta)))

@@ -96,23 +96,23 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         x, w, cols = ctx.saved_tensors
-        e = ctx.edges
+        e = ctx.needs_input_grad
         stride, padding = ctx.params.get("stride", (1, 1)), ctx.params.get("padding", (0, 0))
         kernel = tuple(w.shape[2:])
         if isinstance(g, Tensor):  # create_graph: gradients as recorded, differentiable ops
             gx = conv2d_input_grad(g, w, x_shape=tuple(x.shape), stride=stride,
-                                   padding=padding) if e[0] is not None else None
+                                   padding=padding) if e[0] else None
             gw = conv2d_weight_grad(x, g, kernel=kernel, stride=stride,
-                                    padding=padding) if e[1] is not None else None
+                                    padding=padding) if e[1] else None
         else:  # plain backward: reuse the columns saved by the forward pass
             n, f = g.shape[:2]
             g3 = g.reshape(n, f, -1)
             gx = col2im(w.reshape(f, -1).T @ g3, x.shape, kernel, stride,
-                        padding) if e[0] is not None else None
-            gw = _weight_grad(g3, cols, w.shape) if e[1] is not None else None
+                        padding) if e[0] else None
+            gw = _weight_grad(g3, cols, w.shape) if e[1] else None
         if len(e) == 2:
             return gx, gw
-        return gx, gw, _bias_grad(g) if e[2] is not None else None
+        return gx, gw, _bias_grad(g) if e[2] else None
 
 
 class Conv2dInputGrad(Function):
@@ -137,11 +137,11 @@ class Conv2dInputGrad(Function):
     @staticmethod
     def backward(ctx: Any, gg: Any) -> Any:
         g, w = ctx.saved_tensors
-        e, p = ctx.edges, ctx.params
+        e, p = ctx.needs_input_grad, ctx.params
         return (conv2d_raw(gg, w, stride=p["stride"], padding=p["padding"])
-                if e[0] is not None else None,
+                if e[0] else None,
                 conv2d_weight_grad(gg, g, kernel=tuple(w.shape[2:]), stride=p["stride"],
-                                   padding=p["padding"]) if e[1] is not None else None)
+                                   padding=p["padding"]) if e[1] else None)
 
 
 class Conv2dWeightGrad(Function):
@@ -160,11 +160,11 @@ class Conv2dWeightGrad(Function):
     @staticmethod
     def backward(ctx: Any, gw: Any) -> Any:
         x, g = ctx.saved_tensors
-        e, p = ctx.edges, ctx.params
+        e, p = ctx.needs_input_grad, ctx.params
         return (conv2d_input_grad(g, gw, x_shape=tuple(x.shape), stride=p["stride"],
-                                  padding=p["padding"]) if e[0] is not None else None,
+                                  padding=p["padding"]) if e[0] else None,
                 conv2d_raw(x, gw, stride=p["stride"], padding=p["padding"])
-                if e[1] is not None else None)
+                if e[1] else None)
 
 
 conv2d_raw = dual(Conv2d)

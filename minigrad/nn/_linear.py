@@ -52,15 +52,15 @@ class Linear(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         x, w = ctx.saved_tensors
-        e = ctx.edges
-        gx = g @ w if e[0] is not None else None
+        e = ctx.needs_input_grad
+        gx = g @ w if e[0] else None
         if x.ndim != 2:  # fold every leading axis into the rows of one matrix
             g = g.reshape(-1, w.shape[0])
             x = x.reshape(-1, w.shape[1])
-        gw = g.T @ x if e[1] is not None else None
+        gw = g.T @ x if e[1] else None
         if len(e) == 2:
             return gx, gw
-        if e[2] is None:
+        if not e[2]:
             return gx, gw, None
         ones = _ONES.get((type(g), g.shape[0], g.dtype))  # the common case of sum_rows, inline
         return gx, gw, ones @ g if ones is not None else sum_rows(g)

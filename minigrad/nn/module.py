@@ -51,8 +51,7 @@ class Parameter(Tensor):
         self._data = arr
         self.grad = None
         self._rg = False
-        self._node = None
-        self._idx = 0
+        self._edge = None
         self._vc = None
         self._name = None
         if requires_grad:

@@ -1,7 +1,8 @@
 """Arithmetic: + - * / ** @ and negation, with NumPy broadcasting.
 
-Every backward sums its gradient back to the input's shape (``sum_to``), which
-is how broadcasting is undone.
+A VJP here returns gradients in the broadcast (output) shape; the engine sums
+each back to its input's shape (``unbroadcast`` in ``autograd/engine.py``), so
+broadcasting is undone in one place for every op.
 """
 
 from __future__ import annotations
@@ -10,59 +11,33 @@ import math
 from typing import Any
 
 from ..autograd.function import Function
-from ._util import shape_of, sum_to
-
-
-def _broadcast_shapes(a: Any, b: Any, out: Any) -> Any:
-    """The inputs' shapes if either differs from the output's (broadcasting), else None."""
-    sa, sb = shape_of(a), shape_of(b)
-    return None if sa == out.shape == sb else (sa, sb)
+from ._util import sum_to
 
 
 class Add(Function):
     array_backward = True
     op_name = "add"
-    shapes: Any = None  # set only when broadcasting happened
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        out = a + b
-        if getattr(a, "shape", None) != out.shape or getattr(b, "shape", None) != out.shape:
-            ctx.shapes = _broadcast_shapes(a, b, out)
-        return out
+        return a + b
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        e0, e1 = ctx.edges
-        if ctx.shapes is None:
-            return (g if e0 is not None else None), (g if e1 is not None else None)
-        sa, sb = ctx.shapes
-        return (sum_to(g, sa) if e0 is not None else None,
-                sum_to(g, sb) if e1 is not None else None)
+        return g, g
 
 
 class Sub(Function):
     array_backward = True
     op_name = "sub"
-    shapes: Any = None
 
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Any:
-        out = a - b
-        if getattr(a, "shape", None) != out.shape or getattr(b, "shape", None) != out.shape:
-            ctx.shapes = _broadcast_shapes(a, b, out)
-        return out
+        return a - b
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        e0, e1 = ctx.edges
-        sa, sb = ctx.shapes or (None, None)
-        ga = gb = None
-        if e0 is not None:
-            ga = g if sa is None else sum_to(g, sa)
-        if e1 is not None:
-            gb = -g if sb is None else sum_to(-g, sb)
-        return ga, gb
+        return g, (-g if ctx.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -77,17 +52,8 @@ class Mul(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         a, b = ctx.saved_tensors
-        e0, e1 = ctx.edges
-        ga = gb = None
-        if e0 is not None:  # then a came from a Tensor and has a shape
-            ga = g * b
-            if ga.shape != a.shape:
-                ga = sum_to(ga, a.shape)
-        if e1 is not None:
-            gb = g * a
-            if gb.shape != b.shape:
-                gb = sum_to(gb, b.shape)
-        return ga, gb
+        need_a, need_b = ctx.needs_input_grad
+        return (g * b if need_a else None), (g * a if need_b else None)
 
 
 class Div(Function):
@@ -102,18 +68,9 @@ class Div(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         a, b = ctx.saved_tensors
-        e0, e1 = ctx.edges
         ga = g / b
-        gb = None
-        if e1 is not None:
-            gb = -ga * a / b
-            if gb.shape != b.shape:
-                gb = sum_to(gb, b.shape)
-        if e0 is None:
-            ga = None
-        elif ga.shape != a.shape:
-            ga = sum_to(ga, a.shape)
-        return ga, gb
+        gb = -ga * a / b if ctx.needs_input_grad[1] else None
+        return (ga if ctx.needs_input_grad[0] else None), gb
 
 
 class Neg(Function):
@@ -167,13 +124,11 @@ class Pow(Function):
 
         a, b, y = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = gb = None
-        if need_a:
-            ga = sum_to(g * b * a ** (b - 1), shape_of(a))
+        ga = g * b * a ** (b - 1) if need_a else None
+        gb = None
         if need_b:  # log(a) only when the exponent needs it: it is nan for a < 0
             # math.log keeps a Python base weakly typed, so float32 stays float32
-            log_a = log(a) if hasattr(a, "shape") else math.log(a)
-            gb = sum_to(g * y * log_a, shape_of(b))
+            gb = g * y * (log(a) if hasattr(a, "shape") else math.log(a))
         return ga, gb
 
 
@@ -194,10 +149,9 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         a, b = ctx.saved_tensors
-        e = ctx.edges
+        need_a, need_b = ctx.needs_input_grad
         if a.ndim == 2 and b.ndim == 2:  # the common case, without reshapes
-            return (g @ b.T if e[0] is not None else None,
-                    a.T @ g if e[1] is not None else None)
+            return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
         # Promote 1-D operands to matrices as NumPy does, then undo it.
         a2 = a if a.ndim > 1 else a.reshape((1, a.shape[0]))
         b2 = b if b.ndim > 1 else b.reshape((b.shape[0], 1))
@@ -210,9 +164,9 @@ class MatMul(Function):
             gshape = gshape + (1,)
         g2 = g.reshape(gshape)
         ga = gb = None
-        if e[0] is not None:
+        if need_a:
             ga = sum_to(g2 @ b2.swapaxes(-1, -2), tuple(a2.shape)).reshape(tuple(a.shape))
-        if e[1] is not None:
+        if need_b:
             gb = sum_to(a2.swapaxes(-1, -2) @ g2, tuple(b2.shape)).reshape(tuple(b.shape))
         return ga, gb
 
@@ -224,17 +178,6 @@ def _const(x: Any) -> Any:
 
         return np.asarray(x)
     return x
-
-
-
-
-
-
-
-
-
-
-
 
 add = Add.apply
 sub = Sub.apply

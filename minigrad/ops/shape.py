@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function, dual
-from ._util import BroadcastTo, shape_of, sum_to
+from ._util import BroadcastTo
 
 
 def _share_version(out: Any, x: Any) -> Any:
@@ -194,7 +194,6 @@ class Where(Function):
 
     @staticmethod
     def forward(ctx: Any, cond: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
         out = np.where(cond, a, b)
         ctx.save_for_backward(backend.xp_of(out).asarray(cond, dtype=bool))
         return out
@@ -202,11 +201,8 @@ class Where(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (c,) = ctx.saved_tensors
-        e, (sa, sb) = ctx.edges, ctx.shapes
         ga = g * c
-        return (None,
-                sum_to(ga, sa) if e[1] is not None else None,
-                sum_to(g - ga, sb) if e[2] is not None else None)
+        return None, ga, (g - ga if ctx.needs_input_grad[2] else None)
 
 
 class _Pairwise(Function):
@@ -217,7 +213,6 @@ class _Pairwise(Function):
 
     @classmethod
     def forward(cls, ctx: Any, a: Any, b: Any) -> Any:
-        ctx.shapes = (shape_of(a), shape_of(b))
         out = cls.pick(a, b)
         wa = (out == a) * 1.0 - (a == b) * 0.5
         ctx.save_for_backward(wa.astype(out.dtype, copy=False))
@@ -226,10 +221,8 @@ class _Pairwise(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (wa,) = ctx.saved_tensors
-        e, (sa, sb) = ctx.edges, ctx.shapes
         ga = g * wa
-        return (sum_to(ga, sa) if e[0] is not None else None,
-                sum_to(g - ga, sb) if e[1] is not None else None)
+        return ga, (g - ga if ctx.needs_input_grad[1] else None)
 
 
 class Maximum(_Pairwise):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..autograd import function as fn_mod
 from ..autograd.api import grad as mg_grad
-from ..autograd.engine import collect
+from ..autograd.engine import collect, edge_of
 from ..autograd.tape import Tape
 from ..errors import GraphError
 from .collapse import collapse as fold
@@ -62,7 +62,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
         raise TypeError(f"draw_derivation: output must be a Tensor, got {type(output).__name__}")
     ins = check_roots("draw_derivation", (inputs,))
     rankdir = check_options("draw_derivation", rankdir, value_limit)
-    if output._node is None:
+    if output.grad_fn is None:
         raise GraphError("draw_derivation: the output has no recorded history, so there is "
                          "nothing to differentiate; compute it from tensors created with "
                          "requires_grad=True, outside mg.no_grad()")
@@ -128,11 +128,12 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
 
 def key_of(t: Any) -> Any:
     """How the picture knows a value: ``(record, index)`` for op outputs, else ``id``."""
-    return (t._node, t._idx) if t._node is not None else id(t)
+    e = edge_of(t)
+    return (e.record, e.index) if e.record is not None else id(t)
 
 
 def name_of(tape: Tape, t: Any) -> str:
-    return tape.var_name(key_of(t) if t._node is not None else t)
+    return tape.var_name(edge_of(t))
 
 
 def on_the_way(records: list, ins: Sequence[Any]) -> list:
@@ -141,12 +142,12 @@ def on_the_way(records: list, ins: Sequence[Any]) -> list:
     These are exactly the records whose backward ``mg.grad`` runs, so asking for
     their outputs' gradients as well changes nothing in what it computes.
     """
-    leaves = {id(t) for t in ins if t._node is None}
-    values = {(t._node, t._idx) for t in ins if t._node is not None}
+    leaves = {id(t) for t in ins if t.grad_fn is None}
+    values = {key_of(t) for t in ins if t.grad_fn is not None}
     useful: set = set()
     for rec in records:
         if any((rec, i) in values for i in range(len(rec.out_meta))) or any(
-                (e[0] in useful) if type(e) is tuple else (e is not None and id(e) in leaves)
+                e.record in useful if e.record is not None else id(e.leaf) in leaves
                 for e in rec.edges):
             useful.add(rec)
     return [rec for rec in records if rec in useful]

@@ -95,13 +95,13 @@ def within_depth(records: list, roots: list, max_depth: int) -> list:
     far = max_depth + 1
     dist: dict[Any, int] = {}
     for r in roots:
-        if r._node is not None:
-            dist[r._node] = 1
+        if r.grad_fn is not None:
+            dist[r.grad_fn] = 1
     for rec in reversed(records):  # newest first: every user before what it uses
         d = dist.get(rec, far)
         if d >= max_depth:
             continue
         for e in rec.edges:
-            if type(e) is tuple and dist.get(e[0], far) > d + 1:
-                dist[e[0]] = d + 1
+            if e.record is not None and dist.get(e.record, far) > d + 1:
+                dist[e.record] = d + 1
     return [rec for rec in records if dist.get(rec, far) <= max_depth]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..autograd import function as fn_mod
+from ..autograd.engine import edge_of
 from . import labels
 from .scopes import common_scope
 from .styles import TENSOR_KINDS
@@ -117,12 +118,12 @@ class Builder:
 
             device = None
             for i, e in enumerate(rec.edges):
-                if e is None:
-                    src = self._const(rec, i)
-                elif type(e) is tuple:
-                    src = self._value_in(e)
+                if e.record is not None:
+                    src = self._value_in((e.record, e.index))
+                elif e.leaf is not None:
+                    src = self.leaf(e.leaf)
                 else:
-                    src = self.leaf(e)
+                    src = self._const(rec, i)
                 edges.append((src, op_id, ""))
                 device = device or self._device.get(src)
             if "device" in (rec.params or {}):  # a move to another device (``t.to``)
@@ -206,21 +207,17 @@ class Builder:
 
     def _saved_values(self, rec: Any) -> None:
         """Recover values the record saved for backward: inputs or outputs it kept."""
-        for a, src in zip(rec.saved, rec.saved_sources):
+        for a, src in zip(rec.saved, rec.saved_from):
             if src is None or not hasattr(a, "shape"):
                 continue
             if src < 0:
                 many = len(rec.out_meta) > 1
                 nid = f"v{rec.seq}_{-1 - src}" if many else f"v{rec.seq}"
             else:
-                e = rec.edges[src]
-                if e is None:
-                    continue  # a constant: its label already shows what can be shown
-                if type(e) is tuple:
-                    p, j = e
-                    nid = f"v{p.seq}_{j}" if len(p.out_meta) > 1 else f"v{p.seq}"
-                else:
-                    continue  # a leaf: its data is known already
+                p, j = rec.edges[src].record, rec.edges[src].index
+                if p is None:
+                    continue  # a leaf (its data is known) or a constant (its label shows it)
+                nid = f"v{p.seq}_{j}" if len(p.out_meta) > 1 else f"v{p.seq}"
             self._data.setdefault(nid, a)
 
     def _extras(self, nid: str, key: Any) -> None:
@@ -242,12 +239,13 @@ class Builder:
 
         Only leaves show a gradient: minigrad keeps no ``.grad`` for other tensors.
         """
-        if t._node is None:
+        if t.grad_fn is None:
             nid = self.leaf(t, kind)
             if kind:
                 self.pic.nodes[nid].kind = kind
         else:
-            nid = self._value_in((t._node, t._idx))
+            e = edge_of(t)
+            nid = self._value_in((e.record, e.index))
             self.pic.nodes[nid].kind = kind or "output"
         self.pic.nodes[nid].root = True
         if self.show_values:
