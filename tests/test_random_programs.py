@@ -315,8 +315,12 @@ class TorchBackend:
             dims = [0, *range(2, x.ndim)]
             self.margin(lambda: x.var(dim=dims, correction=0) - 1e-2 + MARGIN)
         self.states += [rm, rv]
-        return self.t.nn.functional.batch_norm(x, rm, rv, w, b, training=training,
-                                               momentum=momentum, eps=eps)
+        shift = None
+        if w is None and b is not None:  # PyTorch's double backward fails on a bias alone
+            shift, b = b.reshape(-1, *[1] * (x.ndim - 2)), None
+        y = self.t.nn.functional.batch_norm(x, rm, rv, w, b, training=training,
+                                            momentum=momentum, eps=eps)
+        return y if shift is None else y + shift
 
     def linear(self, x: Any, w: Any, b: Any) -> Any:
         return self.t.nn.functional.linear(x, w, b)
