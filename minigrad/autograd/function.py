@@ -44,6 +44,7 @@ class _ThreadState(threading.local):
 
 
 _local = _ThreadState()
+_observed = [0]  # how many observers are registered, all threads together
 _seq = itertools.count()
 # Bumped by every tracked in-place write (in any thread); a record made at the
 # current epoch cannot have seen a write, so backward skips its version checks.
@@ -108,7 +109,7 @@ class Function:
     # differs from them: every attribute set while recording is paid once per op.
     seq: int = -1  #: the record's number; inputs always have smaller numbers
     edges: list = []  #: one `Edge` per input  # noqa: RUF012 - replaced, never mutated
-    needs_input_grad: tuple = ()  #: one flag per input: does backward need its gradient
+    _needs: tuple | None = None  # needs_input_grad, stored only when some input needs none
     params: dict = {}  #: the keyword arguments of `apply`  # noqa: RUF012
     out_meta: tuple = ()  #: (shape, dtype) of each output
     module: Any = None  #: what an observer noted (nn: the module scope the op ran in)
@@ -190,6 +191,14 @@ class Function:
                     "it, or change it after backward")
 
     @property
+    def needs_input_grad(self) -> tuple[bool, ...]:
+        """One flag per input: whether backward has to produce its gradient."""
+        if self._needs is not None:
+            return self._needs
+        n = len(self.edges)
+        return _ALL_NEEDED[n] if n < len(_ALL_NEEDED) else (True,) * n
+
+    @property
     def name(self) -> str:
         return type(self).op_name or type(self).__name__.lower()
 
@@ -200,27 +209,47 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         """Run the op on ``inputs`` (Tensors or constants) and record it if needed."""
-        arrays, edges, constant = _read_inputs(cls, inputs)
-        ctx = cls.__new__(cls)
+        arrays, edges = [], []  # per input: its array, and where its gradient goes
+        record = constant = False
+        for t in inputs:
+            if isinstance(t, _Tensor):
+                arrays.append(t._data)
+                if t._rg:
+                    edges.append(t._edge or _leaf_edge(t))
+                    record = True
+                    continue
+            else:
+                arrays.append(t)
+            edges.append(NO_GRAD)
+            constant = True
+        if len(arrays) > 1 and (len(arrays) > 2 or arrays[0] is arrays[1]
+                                or _backend.cuda_in_use):
+            _check_operands(cls, inputs, arrays)
+        ctx = _new(cls)
         try:
             out = cls.forward(ctx, *arrays, **params)
         except MinigradError:
             raise
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
-        if edges is None or not _local.grad:  # nothing to differentiate: no record
-            if type(out) is tuple:
-                return tuple([_tensor(o, None, 0) for o in out])
-            return _tensor(out, None, 0)
+        if not (record and _local.grad):  # nothing to differentiate: no record
+            return _outputs(out, None)
         _fill_record(ctx, inputs, arrays, edges, constant, params, out)
-        if type(out) is tuple:
-            ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
-            for y, vc in zip(ys, ctx._out_vc or ()):
-                y._vc = vc
-            return ys
-        y = _tensor(out, ctx, 0)
-        y._vc = ctx._out_vc  # a saved output shares its counter with its record
+        return _outputs(out, ctx)
+
+
+def _outputs(out: Any, record: Function | None) -> Any:
+    """The Tensor(s) for what forward returned, made by ``record`` (None: no history)."""
+    if type(out) is not tuple:
+        y = _tensor(out, record, 0)
+        if record is not None:
+            y._vc = record._out_vc  # a saved output shares its counter with its record
         return y
+    ys = tuple([_tensor(o, record, i) for i, o in enumerate(out)])
+    if record is not None:
+        for y, vc in zip(ys, record._out_vc or ()):
+            y._vc = vc
+    return ys
 
 
 def _tensor(array: Any, record: Any, index: int) -> Any:
@@ -246,31 +275,11 @@ def _tensor(array: Any, record: Any, index: int) -> Any:
 _new = object.__new__
 
 
-def _read_inputs(cls: type, inputs: tuple) -> tuple[list, list | None, bool]:
-    """The inputs' arrays, their edges (None when no input requires grad), and whether
-    some input gets no gradient."""
-    T = _Tensor
-    arrays = []
-    edges = []
-    grad = constant = False
-    for t in inputs:
-        if isinstance(t, T):
-            arrays.append(t._data)
-            if t._rg:
-                grad = True
-                e = t._edge
-                edges.append(e if e is not None else _leaf_edge(t))
-                continue
-        else:
-            arrays.append(t)
-        edges.append(NO_GRAD)
-        constant = True
-    if len(arrays) > 1:
-        if _backend.cuda_in_use:
-            _check_devices(cls, arrays)
-        if len(arrays) > 2 or arrays[0] is arrays[1]:
-            _unalias(inputs, arrays)
-    return arrays, (edges if grad else None), constant
+def _check_operands(cls: type, inputs: tuple, arrays: list) -> None:
+    """Operands on one device; distinct input Tensors with distinct array objects."""
+    if _backend.cuda_in_use:
+        _check_devices(cls, arrays)
+    _unalias(inputs, arrays)
 
 
 def _leaf_edge(t: Any) -> Edge:
@@ -283,25 +292,28 @@ def _fill_record(ctx: Function, inputs: tuple, arrays: list, edges: list, consta
     ctx.seq = next(_seq)
     ctx.edges = edges
     if constant:
-        ctx.needs_input_grad = tuple([e is not NO_GRAD for e in edges])
+        ctx._needs = tuple([e is not NO_GRAD for e in edges])
         ctx.consts = _constants(inputs, edges)
-    else:
-        ctx.needs_input_grad = _ALL_NEEDED.get(len(edges)) or (True,) * len(edges)
     if params:
         ctx.params = _frozen(params)
-    if ctx.saved:
-        _note_saved(ctx, inputs, arrays, out)
+    saved = ctx.saved
+    if saved:
+        if len(saved) == 1 and saved[0] is out:  # the common "saved my output" case
+            ctx.saved_from = _FROM_OUT0
+            ctx._out_vc = [0]
+            ctx._epoch = _writes[0]
+        else:
+            _note_saved(ctx, inputs, arrays, out)
     if type(out) is tuple:
         ctx.out_meta = tuple([(o.shape, o.dtype) for o in out])
     else:
         ctx.out_meta = ((out.shape, out.dtype),)
-    observers = _local.on_record
-    if observers:
-        for observe in observers:
+    if _observed[0]:  # some thread observes: does this one?
+        for observe in _local.on_record:
             observe(ctx)
 
 
-_ALL_NEEDED = {n: (True,) * n for n in range(1, 5)}
+_ALL_NEEDED = [(True,) * n for n in range(9)]
 
 
 def _constants(inputs: tuple, edges: list) -> dict:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .function import _local
+from .function import _local, _observed
 
 Observer = Callable[[Any], None]
 
@@ -31,6 +31,7 @@ Observer = Callable[[Any], None]
 def add(observer: Observer) -> None:
     """Call ``observer(record)`` for every record this thread makes from now on."""
     _local.on_record.append(observer)
+    _observed[0] += 1
 
 
 def remove(observer: Observer) -> None:
@@ -39,6 +40,7 @@ def remove(observer: Observer) -> None:
     for k in range(len(hooks) - 1, -1, -1):
         if hooks[k] is observer:
             del hooks[k]
+            _observed[0] -= 1
             return
 
 

@@ -105,19 +105,28 @@ def _note_scope(record: Any) -> None:
     record.module = _calls.stack[-1][1]
 
 
-@contextmanager
-def in_scope(scope: Scope, module: Module | None = None) -> Iterator[None]:
-    """Record the ops inside the ``with`` block as running in ``scope``."""
+def _enter(module: Module | None, scope: Scope) -> None:
     stack = _calls.stack
     if not stack:  # the outermost call: start annotating this thread's records
         observers.add(_note_scope)
     stack.append((module, scope))
+
+
+def _leave() -> None:
+    stack = _calls.stack
+    stack.pop()
+    if not stack:
+        observers.remove(_note_scope)
+
+
+@contextmanager
+def in_scope(scope: Scope, module: Module | None = None) -> Iterator[None]:
+    """Record the ops inside the ``with`` block as running in ``scope``."""
+    _enter(module, scope)
     try:
         yield
     finally:
-        stack.pop()
-        if not stack:
-            observers.remove(_note_scope)
+        _leave()
 # Bumped whenever any module's parameters, buffers or children change; cached
 # scopes and member lists compare against it.
 _version = [0]
@@ -275,8 +284,11 @@ class Module:
             scope = cache[3]
         else:
             scope = self._make_scope(caller, caller_scope)
-        with in_scope(scope, self):
+        _enter(self, scope)
+        try:
             return self.forward(*args, **kwargs)
+        finally:
+            _leave()
 
     def _make_scope(self, caller: Module | None, caller_scope: Scope | None) -> Scope:
         """The scope of this call: the path from the outermost module being called."""
