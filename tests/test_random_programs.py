@@ -4,26 +4,30 @@ Hypothesis draws small programs: leaves of random broadcastable shapes, then a
 few steps, each one op of the public API (arithmetic with broadcasting, unary
 ops, reductions with ``axis``/``keepdims``, reshapes and indexing, ``where``,
 ``maximum``, ``concatenate``, ``stack``, ``matmul``, ``softmax``, both
-``batch_norm`` implementations, ``detach``, ...) applied to earlier values.
-Each program runs in minigrad and in PyTorch on the same random values, and
-the same gradient calls are made on both graphs, in this order:
+``batch_norm`` implementations, ``conv2d``, pooling, losses, ``detach``, ...)
+applied to earlier values. Each program runs in minigrad and in PyTorch on the
+same random values, and the same gradient calls are made on both graphs, in
+this order:
 
 1. forward values of every step (and BatchNorm's running statistics);
 2. ``mg.grad(outputs, A, grad_outputs, create_graph=True, allow_unused=True)``
    over a random subset ``A`` of the values that require grad (leaves or
    intermediates), then the Hessian-vector product ``mg.grad(sum(g_i * v_i), B)``;
 3. a partial ``mg.grad(outputs, C, retain_graph=True, allow_unused=True)``;
-4. ``output.backward(cotangent)`` into every leaf's ``.grad``.
+4. ``output.backward(cotangent)`` into every leaf's ``.grad``: once, twice
+   (accumulating) or with ``create_graph=True``.
 
 Steps 2 and 3 leave the graph to later calls, so state that one call leaks into
 the next shows up as a wrong gradient. Non-differentiable points are avoided by
 construction: kinks (``abs``, ``relu``, ``clip``, ``maximum``, ``max``,
-comparisons feeding ``where``) get a shift or a constant jitter, and a draw
-whose values land within a small margin of a kink, or grow huge, is rejected.
+``max_pool2d``, comparisons feeding ``where``) get a shift or a constant
+jitter, and a draw whose values land within a small margin of a kink, or grow
+huge, is rejected. A failure prints the program as one line per value.
 
 The runs are deterministic (a fixed seed, no example database). For a longer
 search: ``MINIGRAD_FUZZ_EXAMPLES=5000 MINIGRAD_FUZZ_SEED=7 pytest
-tests/test_random_programs.py``.
+tests/test_random_programs.py``. The plain tests at the end pin bugs such
+programs found.
 """
 
 from __future__ import annotations
