@@ -14,8 +14,8 @@ this order:
    over a random subset ``A`` of the values that require grad (leaves or
    intermediates), then the Hessian-vector product ``mg.grad(sum(g_i * v_i), B)``;
 3. a partial ``mg.grad(outputs, C, retain_graph=True, allow_unused=True)``;
-4. ``output.backward(cotangent)`` into every leaf's ``.grad``: once, twice
-   (accumulating) or with ``create_graph=True``.
+4. ``output.backward(cotangent)`` for each output in turn, accumulating into
+   every leaf's ``.grad``: once, twice or with ``create_graph=True``.
 
 Steps 2 and 3 leave the graph to later calls, so state that one call leaks into
 the next shows up as a wrong gradient. Non-differentiable points are avoided by
@@ -50,7 +50,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-MAX_EXAMPLES = int(os.environ.get("MINIGRAD_FUZZ_EXAMPLES", "400"))
+MAX_EXAMPLES = int(os.environ.get("MINIGRAD_FUZZ_EXAMPLES", "600"))
 SEED = int(os.environ.get("MINIGRAD_FUZZ_SEED", "0"))
 MARGIN = 1e-4     # distance a value must keep from a kink or a comparison threshold
 HUGE = 1e6        # larger values are rejected: float64 round-off would swamp the check
@@ -210,10 +210,8 @@ class MinigradBackend:
         return list(mg.grad(outs, ins, grad_outputs=gos, retain_graph=True,
                             create_graph=create_graph, allow_unused=True))
 
-    def backward(self, out: Any, cot: Any, mode: str) -> None:
-        if mode == "twice":
-            out.backward(cot, retain_graph=True)
-        out.backward(cot, create_graph=mode == "create_graph")
+    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool) -> None:
+        out.backward(cot, retain_graph=True if retain else None, create_graph=create_graph)
 
     def numpy(self, t: Any) -> np.ndarray:
         assert isinstance(t, mg.Tensor), f"expected a Tensor, got {type(t).__name__}"
@@ -315,16 +313,29 @@ class TorchBackend:
 
     def batch_norm(self, x: Any, rm: Any, rv: Any, w: Any, b: Any, training: bool,
                    momentum: float, eps: float, impl: str) -> Any:
+        """The paper's formula in PyTorch ops, checked against PyTorch's own kernel.
+
+        Gradients come from the formula: PyTorch 2.13's CPU batch_norm backward is
+        wrong for a permuted input whose strides also read as channels-last (shape
+        (1, 2, 2, 1), say), and its double backward fails on a bias without weight.
+        """
+        dims = [0, *range(2, x.ndim)]
+        shape = (1, -1) + (1,) * (x.ndim - 2)
         if training:  # the batch variance per channel: a flat one would be a kink
-            dims = [0, *range(2, x.ndim)]
             self.margin(lambda: x.var(dim=dims, correction=0) - 1e-2 + MARGIN)
+            mean, var = x.mean(dim=dims, keepdim=True), x.var(dim=dims, correction=0,
+                                                               keepdim=True)
+        else:
+            mean, var = rm.reshape(shape).clone(), rv.reshape(shape).clone()
+        y = (x - mean) / (var + eps).sqrt()
+        y = y if w is None else y * w.reshape(shape)
+        y = y if b is None else y + b.reshape(shape)
+        with self.t.no_grad():  # PyTorch's kernel: the reference values, and the running
+            ref = self.t.nn.functional.batch_norm(  # statistics updated in place
+                x.contiguous(), rm, rv, w, b, training=training, momentum=momentum, eps=eps)
+        np.testing.assert_allclose(y.detach().numpy(), ref.numpy(), rtol=1e-9, atol=1e-9)
         self.states += [rm, rv]
-        shift = None
-        if w is None and b is not None:  # PyTorch's double backward fails on a bias alone
-            shift, b = b.reshape(-1, *[1] * (x.ndim - 2)), None
-        y = self.t.nn.functional.batch_norm(x, rm, rv, w, b, training=training,
-                                            momentum=momentum, eps=eps)
-        return y if shift is None else y + shift
+        return y
 
     def linear(self, x: Any, w: Any, b: Any) -> Any:
         return self.t.nn.functional.linear(x, w, b)
@@ -348,12 +359,13 @@ class TorchBackend:
         return list(self.t.autograd.grad(outs, ins, grad_outputs=gos, retain_graph=True,
                                          create_graph=create_graph, allow_unused=True))
 
-    def backward(self, out: Any, cot: Any, mode: str) -> None:
-        if mode == "twice":
-            out.backward(cot, retain_graph=True)
+    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool) -> None:
+        # PyTorch may keep the seed itself as a leaf's .grad and then accumulate into it
+        # in place, changing the seed for the next call: hand it a copy.
+        cot = None if cot is None else cot.clone()
         with warnings.catch_warnings():  # create_graph=True warns of a reference cycle
             warnings.simplefilter("ignore", UserWarning)
-            out.backward(cot, create_graph=mode == "create_graph")
+            out.backward(cot, retain_graph=True if retain else None, create_graph=create_graph)
 
     def numpy(self, t: Any) -> np.ndarray:
         if t._is_zerotensor():  # a symbolic zero gradient has no memory to look at
@@ -777,7 +789,8 @@ def draw_reshape_target(draw: Callable, size: int) -> tuple:
     return tuple(dims)
 
 
-def draw_shape_op(b: Builder, kind: str | None = None, k: int | None = None) -> int | None:
+def draw_shape_op(b: Builder, kind: str | None = None, k: int | None = None,
+                  explicit: bool = False) -> int | None:
     k = b.pick() if k is None else k
     s = b.shape(k)
     n = len(s)
@@ -796,7 +809,7 @@ def draw_shape_op(b: Builder, kind: str | None = None, k: int | None = None) -> 
         out = x.reshape(p["shape"]).shape
     elif kind == "transpose":
         perm = b.draw(st.permutations(range(n)))
-        p["axes"] = None if b.draw(st.sampled_from([True, False, False])) else tuple(
+        p["axes"] = None if not explicit and b.draw(st.booleans()) else tuple(
             a - n if b.draw(st.booleans()) else a for a in perm)
         out = x.transpose(p["axes"]).shape
     elif kind == "T":
@@ -835,7 +848,8 @@ def draw_permute_op(b: Builder) -> int | None:
     k = b.pick(lambda t: len(t) >= 3)
     if k is None:
         return None
-    return draw_shape_op(b, b.draw(st.sampled_from(["transpose", "swapaxes", "mT"])), k)
+    kind = b.draw(st.sampled_from(["transpose", "transpose", "swapaxes", "mT"]))
+    return draw_shape_op(b, kind, k, explicit=True)
 
 
 def draw_join(b: Builder) -> int | None:
@@ -995,7 +1009,7 @@ def draw_pool2d(b: Builder) -> int | None:
 
 
 DRAWERS = [draw_unary, draw_kink, draw_scalar, draw_binary, draw_binary, draw_where,
-           draw_detach, draw_self_detach, draw_reduce, draw_reduce, *[draw_shape_op] * 4,
+           draw_detach, draw_self_detach, *[draw_reduce] * 3, *[draw_shape_op] * 4,
            draw_index_op, draw_index_op, draw_permute_op, draw_join,
            draw_matmul, draw_softmax, draw_batch_norm, draw_batch_norm, draw_linear, draw_mse,
            draw_cross_entropy, draw_conv2d, draw_pool2d]
@@ -1014,14 +1028,22 @@ def programs(draw: Callable, max_steps: int = 8) -> Program:
         b.leaf(draw_sub_shape(draw, base))
     for _ in range(draw(st.sampled_from(range(1, max_steps + 1)))):
         draw(st.sampled_from(DRAWERS))(b)
+    last = max(k for k, s in enumerate(b.steps) if s.rg)
+    if draw(st.booleans()):  # a curved head, so that second derivatives reach every op
+        head = draw(st.sampled_from([("unary", {"fn": "tanh", "form": "method"}),
+                                     ("scalar", {"kind": "square", "c": 2.0})]))
+        last = b.add(head[0], (last,), head[1], b.shape(last))
     rg = [k for k, s in enumerate(b.steps) if s.rg]
-    last = max(rg)
-    outputs = (last,)
-    others = [k for k in rg if k != last]
-    if others and draw(st.booleans()):
+    leaves = tuple(k for k in rg if b.steps[k].op == "leaf")
+    # The values nothing else uses (the latest three), so that few steps are dead code.
+    used = {a for step in b.steps for a in step.args}
+    outputs = tuple(k for k in reversed(rg) if k not in used)[:3]
+    others = [k for k in rg if k not in outputs]
+    if others and draw(st.sampled_from([False, False, True])):
         outputs += (draw(st.sampled_from(others)),)
-    grad_a = draw_subset(draw, rg) if draw(st.sampled_from([True, True, False])) else ()
-    hvp_b = draw_subset(draw, rg)
+    # Half the time every leaf: then each op's second derivative is on some path.
+    grad_a = draw(st.sampled_from([leaves, draw_subset(draw, rg), ()]))
+    hvp_b = draw(st.sampled_from([leaves, draw_subset(draw, rg)]))
     grad_c = draw_subset(draw, rg) if draw(st.booleans()) else ()
     return Program(b.steps, outputs, grad_a, hvp_b, grad_c, draw(st.integers(0, 2 ** 16)),
                    draw(st.booleans()), draw(st.sampled_from(["plain", "twice", "create_graph"])))
@@ -1066,7 +1088,10 @@ def scenario(B: Any, prog: Program, vals: list) -> dict[str, Any]:
     if prog.grad_c:
         gs = B.grad(outs, [vals[k] for k in prog.grad_c], cots)
         store("partial mg.grad(retain_graph=True)", prog.grad_c, gs)
-    B.backward(outs[0], cots[0], prog.backward)
+    # One backward per output, accumulating (the whole round twice in mode "twice").
+    calls = list(zip(outs, cots)) * (2 if prog.backward == "twice" else 1)
+    for i, (out, cot) in enumerate(calls):
+        B.backward(out, cot, i < len(calls) - 1, prog.backward == "create_graph")
     for k, step in enumerate(prog.steps):
         if step.op == "leaf" and step.rg:
             g = vals[k].grad
