@@ -210,7 +210,8 @@ class MinigradBackend:
         return list(mg.grad(outs, ins, grad_outputs=gos, retain_graph=True,
                             create_graph=create_graph, allow_unused=True))
 
-    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool) -> None:
+    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool,
+                 leaves: list) -> None:
         out.backward(cot, retain_graph=True if retain else None, create_graph=create_graph)
 
     def numpy(self, t: Any) -> np.ndarray:
@@ -359,13 +360,19 @@ class TorchBackend:
         return list(self.t.autograd.grad(outs, ins, grad_outputs=gos, retain_graph=True,
                                          create_graph=create_graph, allow_unused=True))
 
-    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool) -> None:
+    def backward(self, out: Any, cot: Any, retain: bool, create_graph: bool,
+                 leaves: list) -> None:
         # PyTorch may keep the seed itself as a leaf's .grad and then accumulate into it
         # in place, changing the seed for the next call: hand it a copy.
         cot = None if cot is None else cot.clone()
         with warnings.catch_warnings():  # create_graph=True warns of a reference cycle
             warnings.simplefilter("ignore", UserWarning)
             out.backward(cot, retain_graph=True if retain else None, create_graph=create_graph)
+        # Two leaves may also get one stolen buffer (a[None] + b[None]) and then
+        # accumulate into each other's .grad: give each its own.
+        for leaf in leaves:
+            if leaf.grad is not None:
+                leaf.grad = leaf.grad.clone()
 
     def numpy(self, t: Any) -> np.ndarray:
         if t._is_zerotensor():  # a symbolic zero gradient has no memory to look at
@@ -1090,8 +1097,9 @@ def scenario(B: Any, prog: Program, vals: list) -> dict[str, Any]:
         store("partial mg.grad(retain_graph=True)", prog.grad_c, gs)
     # One backward per output, accumulating (the whole round twice in mode "twice").
     calls = list(zip(outs, cots)) * (2 if prog.backward == "twice" else 1)
+    leaves = [vals[k] for k, step in enumerate(prog.steps) if step.op == "leaf" and step.rg]
     for i, (out, cot) in enumerate(calls):
-        B.backward(out, cot, i < len(calls) - 1, prog.backward == "create_graph")
+        B.backward(out, cot, i < len(calls) - 1, prog.backward == "create_graph", leaves)
     for k, step in enumerate(prog.steps):
         if step.op == "leaf" and step.rg:
             g = vals[k].grad
