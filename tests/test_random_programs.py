@@ -1164,7 +1164,7 @@ def test_random_program_matches_torch(torch: Any, prog: Program) -> None:
 
 
 # ---------------------------------------------------------------- regressions
-def test_partial_grad_then_backward_does_not_double(torch: Any) -> None:
+def test_partial_grad_then_backward_does_not_double() -> None:
     x = mg.tensor(np.array([0.7, -1.3]), requires_grad=True)
     w = mg.tensor(np.array([0.5, 2.0]), requires_grad=True)
     loss = (x * (w * 1.0)).sum()
