@@ -53,15 +53,11 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 continue
             if wanted:
                 _capture(rec, gs, wanted, found)
-            # A one-input primitive's gradient fits its input by construction; with more
-            # inputs, broadcasting and mixed dtypes are undone here, once for every op.
-            fit = len(rec.edges) > 1 or not rec.array_backward
             for e, gi in zip(rec.edges, _vjp(rec, gs, create_graph)):
                 if gi is None or e is NO_GRAD:
                     continue
-                if fit and (gi.shape != e.shape or (gi.dtype is not e.dtype
-                                                    and gi.dtype != e.dtype)):
-                    gi = _fit(rec, e, gi)
+                if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):
+                    gi = _fit(rec, e, gi)  # undo broadcasting; cast back a mixed dtype
                 src = e.record
                 key = e.leaf if src is None else src if e.index == 0 else (src, e.index)
                 cur = pending.get(key)  # (`_accumulate`, inline: it runs once per edge)
