@@ -19,6 +19,7 @@ annotate the records of another.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,10 +29,15 @@ from .function import _local, _observed
 Observer = Callable[[Any], None]
 
 
+# Guards the count of observers across threads (``+=`` on it is not atomic).
+_count_lock = threading.Lock()
+
+
 def add(observer: Observer) -> None:
     """Call ``observer(record)`` for every record this thread makes from now on."""
     _local.on_record.append(observer)
-    _observed[0] += 1
+    with _count_lock:
+        _observed[0] += 1
 
 
 def remove(observer: Observer) -> None:
@@ -40,7 +46,8 @@ def remove(observer: Observer) -> None:
     for k in range(len(hooks) - 1, -1, -1):
         if hooks[k] is observer:
             del hooks[k]
-            _observed[0] -= 1
+            with _count_lock:
+                _observed[0] -= 1
             return
 
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import function as fn_mod
 from ..autograd.api import grad as mg_grad
 from ..autograd.engine import collect, edge_of
 from ..autograd.tape import Tape
 from ..errors import GraphError
+from ..tensor import Tensor
 from .collapse import collapse as fold
 from .draw import check_options, check_roots
 from .emit import emit
@@ -57,7 +57,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     ``show_grads`` writes each forward tensor's derivative into it, micrograd
     style; the other options are those of ``draw_graph``.
     """
-    T = fn_mod._Tensor
+    T = Tensor
     if not isinstance(output, T):
         raise TypeError(f"draw_derivation: output must be a Tensor, got {type(output).__name__}")
     ins = check_roots("draw_derivation", (inputs,))
