@@ -12,7 +12,8 @@ this order:
 1. forward values of every step (and BatchNorm's running statistics);
 2. ``mg.grad(outputs, A, grad_outputs, create_graph=True, allow_unused=True)``
    over a random subset ``A`` of the values that require grad (leaves or
-   intermediates), then the Hessian-vector product ``mg.grad(sum(g_i * v_i), B)``;
+   intermediates), then the Hessian-vector product ``mg.grad(sum(g_i * v_i), B)``
+   (when the cotangents require grad, also its derivative with respect to them);
 3. a partial ``mg.grad(outputs, C, retain_graph=True, allow_unused=True)``;
 4. ``output.backward(cotangent)`` for each output in turn, accumulating into
    every leaf's ``.grad``: once, twice or with ``create_graph=True``.
@@ -94,6 +95,7 @@ class Program:
     seed: int
     implicit: bool = False     # scalar outputs get no explicit grad_outputs (ones)
     backward: str = "plain"    # or "twice" (accumulating), or "create_graph"
+    cot_grad: bool = False     # step 2's cotangents require grad (and B includes them)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how Hypothesis shows it
         printer.text(repr(self))
@@ -102,7 +104,7 @@ class Program:
         lines = [s.code(k) for k, s in enumerate(self.steps)]
         lines.append(f"outputs={self.outputs} A={self.grad_a} B={self.hvp_b} "
                      f"C={self.grad_c} seed={self.seed} implicit={self.implicit} "
-                     f"backward={self.backward!r}")
+                     f"backward={self.backward!r} cot_grad={self.cot_grad}")
         return "\n" + "\n".join(lines)
 
 
@@ -1053,7 +1055,8 @@ def programs(draw: Callable, max_steps: int = 8) -> Program:
     hvp_b = draw(st.sampled_from([leaves, draw_subset(draw, rg)]))
     grad_c = draw_subset(draw, rg) if draw(st.booleans()) else ()
     return Program(b.steps, outputs, grad_a, hvp_b, grad_c, draw(st.integers(0, 2 ** 16)),
-                   draw(st.booleans()), draw(st.sampled_from(["plain", "twice", "create_graph"])))
+                   draw(st.booleans()), draw(st.sampled_from(["plain", "twice", "create_graph"])),
+                   draw(st.booleans()))
 
 
 # ---------------------------------------------------------------- running and comparing
@@ -1074,7 +1077,8 @@ def scenario(B: Any, prog: Program, vals: list) -> dict[str, Any]:
     """The gradient calls of the module docstring, in order; their results as arrays."""
     rng = np.random.default_rng([prog.seed, 10 ** 6])
     outs = [vals[k] for k in prog.outputs]
-    cots = [B.const(rng.standard_normal(tuple(o.shape))) for o in outs]
+    cot_arrays = [rng.standard_normal(tuple(o.shape)) for o in outs]
+    cots = [B.const(a) for a in cot_arrays]
     if prog.implicit and all(o.ndim == 0 for o in outs):
         cots = [None] * len(outs)
     res: dict[str, Any] = {}
@@ -1085,13 +1089,22 @@ def scenario(B: Any, prog: Program, vals: list) -> dict[str, Any]:
 
     if prog.grad_a:
         vs = [B.const(rng.standard_normal(tuple(vals[k].shape))) for k in prog.grad_a]
-        gs = B.grad(outs, [vals[k] for k in prog.grad_a], cots, create_graph=True)
+        # Cotangents that require grad: d(g . v)/d(cotangent) is a Jacobian-vector
+        # product, which differentiates every VJP with respect to its incoming gradient.
+        gos = ([B.leaf(a, True) for a in cot_arrays] if prog.cot_grad and cots[0] is not None
+               else cots)
+        gs = B.grad(outs, [vals[k] for k in prog.grad_a], gos, create_graph=True)
         store("mg.grad(create_graph=True)", prog.grad_a, gs)
         # A gradient that does not require grad is constant: its term adds 0 to the HVP.
         terms = [(g * v).sum() for g, v in zip(gs, vs) if g is not None and g.requires_grad]
         if terms:
-            hv = B.grad([sum(terms[1:], terms[0])], [vals[k] for k in prog.hvp_b], [None])
+            extra = gos if gos is not cots else []
+            hv = B.grad([sum(terms[1:], terms[0])], [vals[k] for k in prog.hvp_b] + extra,
+                        [None])
             store("Hessian-vector product", prog.hvp_b, hv)
+            for i, g in enumerate(hv[len(prog.hvp_b):]):
+                res[f"Hessian-vector product d/dcotangent{i}"] = (None if g is None
+                                                                  else B.numpy(g))
     if prog.grad_c:
         gs = B.grad(outs, [vals[k] for k in prog.grad_c], cots)
         store("partial mg.grad(retain_graph=True)", prog.grad_c, gs)
