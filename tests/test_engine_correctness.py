@@ -284,6 +284,7 @@ def test_observers_see_each_record_of_their_thread_only_while_observing() -> Non
 
 def test_an_observer_can_annotate_records() -> None:
     def note(record) -> None:
+        assert record.out_meta == (((1,), np.float64),)  # the record is complete
         record.module = "my block"
 
     x = leaf([1.0])

@@ -9,7 +9,7 @@ recursion.
 
 ``run_backward`` is the whole algorithm: order the records, seed the outputs,
 then for each record call its VJP and add what it returns to the gradients
-pending for its inputs. The helpers below it each do one of those steps.
+pending for its inputs. The functions below it each do one of those steps.
 """
 
 from __future__ import annotations
