@@ -40,7 +40,11 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None,
         raise ValueError(f"grad: {len(outs)} outputs but {len(gos)} grad_outputs")
     if retain_graph is None:
         retain_graph = create_graph
-    result = run_backward(outs, gos, retain_graph, create_graph, inputs=ins)
+    # An input listed twice gets its gradient twice: the engine sees each once.
+    unique = list({id(t): t for t in ins}.values())
+    found = run_backward(outs, gos, retain_graph, create_graph, inputs=unique)
+    by_id = {id(t): g for t, g in zip(unique, found)}
+    result = [by_id[id(t)] for t in ins]
     for k, r in enumerate(result):
         if r is None and not allow_unused:
             raise GraphError(f"grad: input {k} (shape {tuple(ins[k].shape)}) was not used to "

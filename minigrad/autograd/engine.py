@@ -18,6 +18,8 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
@@ -221,6 +223,8 @@ def _store_leaf_grads(pending: dict, seeds: Sequence[Any], create_graph: bool) -
             continue
         if leaf.grad is not None:
             g = leaf.grad._data + g
+            if isinstance(g, np.generic):  # NumPy adds two 0-d arrays into a scalar
+                g = np.asarray(g)
         elif id(g) in seen_ids or not getattr(g.flags, "writeable", True):
             g = g.copy()  # never hand two leaves (or a read-only view) one buffer
         seen_ids.add(id(g))
