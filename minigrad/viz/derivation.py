@@ -107,7 +107,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     def phase_of(rec: Any) -> str:  # mg.grad's records are newer than the whole forward
         return "forward" if rec in is_forward or rec.seq <= last_forward else "backward"
 
-    b = Builder(tape.var_name, show_values=show_values, show_grads=show_grads,
+    b = Builder(tape.var_name, number=tape.number, show_values=show_values, show_grads=show_grads,
                 value_limit=value_limit, leaf_grads=False, phase_of=phase_of,
                 derivative=derivative, data=data, grad=grad_of)
     b.add_records(tape.records)

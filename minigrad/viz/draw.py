@@ -52,7 +52,7 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
     records = tape.records
     if max_depth is not None:
         records = within_depth(records, roots, max_depth)
-    b = Builder(tape.var_name, show_values=show_values, show_grads=show_grads,
+    b = Builder(tape.var_name, number=tape.number, show_values=show_values, show_grads=show_grads,
                 value_limit=value_limit)
     b.add_records(records)
     for r in roots:

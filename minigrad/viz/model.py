@@ -74,13 +74,19 @@ class Builder:
     only those gradients, not the ``.grad`` of leaves.
     """
 
-    def __init__(self, names: Callable[[Any], str], *, show_values: bool, show_grads: bool,
+    def __init__(self, names: Callable[[Any], str], *, number: Callable[[Any], int],
+                 show_values: bool, show_grads: bool,
                  value_limit: int, leaf_grads: bool = True,
                  phase_of: Callable[[Any], str | None] | None = None,
                  derivative: dict | None = None, data: dict | None = None,
                  grad: dict | None = None) -> None:
         self.pic = Picture()
         self.names = names
+        # The picture numbers records 1, 2, ... like the Wengert list of ``mg.tape``, so
+        # it reads (and its DOT text is) the same whatever ran before; ``record.seq``
+        # keeps the global number.
+        self.number = number
+        self._by_seq: dict[int, int] = {}  # global seq -> number here (for backward_of)
         self.show_values = show_values
         self.show_grads = show_grads
         self.value_limit = value_limit
@@ -102,7 +108,8 @@ class Builder:
         """Add ``records`` (oldest first); inputs made by records not in the list are cut."""
         nodes, edges = self.pic.nodes, self.pic.edges
         for rec in records:
-            seq = rec.seq
+            seq = self.number(rec)
+            self._by_seq[rec.seq] = seq
             op_id = f"op{seq}"
             phase = self.phase_of(rec) if self.phase_of is not None else None
             made_by = getattr(rec, "backward_of", None)  # the optional engine tag (see above)
@@ -110,7 +117,9 @@ class Builder:
             lines = labels.op_lines(rec)
             lines.append(f"#{seq}" + (" (freed)" if rec.saved is None else ""))
             if made_by is not None:
-                lines.append(f"in backward of #{made_by}")
+                k = self._by_seq.get(made_by)
+                lines.append(f"in backward of #{k}" if k is not None
+                             else f"in backward of record seq {made_by}")
             scope = getattr(rec.module, "path", None)
             if scope is not None:
                 self._note_scope(scope, getattr(rec.module, "kind", "?"))
@@ -142,6 +151,11 @@ class Builder:
             if self.show_values and rec.saved:
                 self._saved_values(rec)
 
+    def value_id(self, rec: Any, i: int) -> str:
+        """The node id of output ``i`` of ``rec``: ``v3`` (``v3_1`` for multi-output ops)."""
+        k = self.number(rec)
+        return f"v{k}_{i}" if len(rec.out_meta) > 1 else f"v{k}"
+
     def _value_lines(self, key: Any, shape: tuple, dtype: Any, device: str | None) -> list[str]:
         name = self.names(key)
         deriv = self.derivative.get(key)
@@ -152,7 +166,7 @@ class Builder:
     def _value_in(self, e: tuple) -> str:
         """The node of an op output used as an input; a dashed stub if it is not drawn."""
         rec, i = e
-        vid = f"v{rec.seq}_{i}" if len(rec.out_meta) > 1 else f"v{rec.seq}"
+        vid = self.value_id(rec, i)
         if vid not in self.pic.nodes:
             shape, dtype = rec.out_meta[i]
             lines = self._value_lines(e, shape, dtype, None)
@@ -201,7 +215,7 @@ class Builder:
             # recognise the array, so the picture shows the one tensor it is.
             known = self._arrays.get(id(c._data))
             return known[1] if known is not None else self.leaf(c)
-        cid = f"c{rec.seq}_{i}"
+        cid = f"c{self.number(rec)}_{i}"
         self.pic.nodes[cid] = Node(cid, "const", [labels.const_text(rec, i)])
         return cid
 
@@ -211,13 +225,12 @@ class Builder:
             if src is None or not hasattr(a, "shape"):
                 continue
             if src < 0:
-                many = len(rec.out_meta) > 1
-                nid = f"v{rec.seq}_{-1 - src}" if many else f"v{rec.seq}"
+                nid = self.value_id(rec, -1 - src)
             else:
                 p, j = rec.edges[src].record, rec.edges[src].index
                 if p is None:
                     continue  # a leaf (its data is known) or a constant (its label shows it)
-                nid = f"v{p.seq}_{j}" if len(p.out_meta) > 1 else f"v{p.seq}"
+                nid = self.value_id(p, j)
             self._data.setdefault(nid, a)
 
     def _extras(self, nid: str, key: Any) -> None:

@@ -1,0 +1,58 @@
+"""Pictures that explain themselves: names from the formula, numbering, seed, legend,
+big graphs, the backward stepper and the generated pictures in docs/img."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+import minigrad as mg
+import minigrad.nn.functional as F
+
+PAPER = ["μ_B", "x−μ_B", "σ²_B", "√(σ²_B+ε)", "x̂", "γx̂+β"]
+
+
+def bn_composed(n: int = 4, c: int = 3):
+    rng = np.random.default_rng(0)
+    x = mg.tensor(rng.standard_normal((n, c)).astype(np.float32), requires_grad=True, name="x")
+    gamma = mg.tensor(np.ones(c, np.float32), requires_grad=True, name="γ")
+    beta = mg.tensor(np.zeros(c, np.float32), requires_grad=True, name="β")
+    y = F.batch_norm(x, mg.zeros(c), mg.ones(c), gamma, beta, impl="composed")
+    return (y * y).sum(), x, gamma, beta
+
+
+def labels_of(g) -> list[str]:
+    return re.findall(r'label="([^"]*)"', g.source)
+
+
+def test_composed_batchnorm_names_the_papers_quantities():
+    loss, x, *_ = bn_composed()
+    text = str(mg.tape(loss))
+    for name in PAPER:
+        assert f"{name} = " in text
+    firsts = {lab.split("\\n")[0] for lab in labels_of(mg.viz.draw_graph(loss))}
+    assert set(PAPER) <= firsts
+
+
+def test_composed_batchnorm_names_in_evaluation():
+    x = mg.randn(4, 3, requires_grad=True)
+    y = F.batch_norm(x, mg.zeros(3), mg.ones(3), training=False, impl="composed")
+    text = str(mg.tape(y))
+    assert "x−E[x] = " in text and "x̂ = " in text and "√(Var[x]+ε)" in text
+
+
+def test_numbering_starts_at_one_in_every_picture():
+    for _ in range(2):  # the second picture is made after many more records
+        loss, *_ = bn_composed()
+        ops = re.findall(r"\\n#(\d+)", mg.viz.draw_graph(loss).source)
+        assert sorted(map(int, ops)) == list(range(1, len(ops) + 1))
+        assert str(mg.tape(loss)).startswith("#1 ")
+
+
+def test_a_tensors_own_name_shows():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.name = "hidden"
+    src = mg.viz.draw_graph(h.sum()).source
+    assert 'label="hidden\\n' in src or 'label="hidden' in src
