@@ -56,3 +56,33 @@ def test_a_tensors_own_name_shows():
     h.name = "hidden"
     src = mg.viz.draw_graph(h.sum()).source
     assert 'label="hidden\\n' in src or 'label="hidden' in src
+
+
+def test_derivation_draws_the_seed_a_legend_and_no_gradient_from_nowhere():
+    loss, x, gamma, beta = bn_composed()
+    g = mg.viz.draw_derivation(loss, [x, gamma, beta])
+    src = g.source
+    seeds = re.findall(r'(\w+) \[label="seed\\ndL/dL = 1"[^\]]*class=seed', src)
+    assert len(seeds) == 1
+    assert re.search(rf"\t{seeds[0]} -> op\d+", src), "the first VJP reads the seed"
+    assert "class=legend" in src and "seed: where backward starts" in src
+    # every gradient node has an incoming arrow: none appears out of nowhere
+    grads = re.findall(r'\t(\w+) \[label="dL/d[^"]*"[^\]]*class=grad\b', src)
+    assert grads and all(re.search(rf" -> {n}\b", src) for n in grads)
+
+
+def test_forward_is_drawn_left_of_backward():
+    loss, x, *_ = bn_composed()
+    svg = mg.viz.draw_derivation(loss, x).pipe(format="svg").decode()
+    xs = {}
+    for name in ("forward", "backward"):
+        block = svg[svg.index(f">{name}</text>") - 400: svg.index(f">{name}</text>")]
+        xs[name] = float(re.findall(r'x="([-\d.]+)"', block)[-1])
+    assert xs["forward"] < xs["backward"]
+
+
+def test_show_values_has_no_unknown_intermediates():
+    loss, x, *_ = bn_composed(2, 2)
+    src = mg.viz.draw_derivation(loss, x, show_values=True, show_grads=True).source
+    assert "data ?" not in src and "not kept" not in src
+    assert src.count("data ") > 20

@@ -16,7 +16,7 @@ RANKDIRS = ("TB", "LR", "BT", "RL")
 
 def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
                rankdir: str = "TB", collapse: Any = None, max_depth: int | None = None,
-               value_limit: int = 6, title: str | None = None) -> Graph:
+               value_limit: int = 6, title: str | None = None, legend: bool = False) -> Graph:
     """Draw the forward graph that produced ``roots`` (one or more Tensors).
 
     Boxes are ops, labelled like the Wengert list of ``mg.tape(*roots)``: the op and
@@ -38,6 +38,7 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
     every child of the outermost module) to draw those module instances as one box.
     ``max_depth``: draw only the last ``max_depth`` ops before the roots; older
     inputs show as dashed stubs. ``title``: a caption above the picture.
+    ``legend``: add a box explaining the colours and shapes used.
 
     Returns a ``Graph`` (a ``graphviz.Digraph``): it shows itself in Jupyter,
     ``.source`` is the DOT text, ``mg.viz.save(graph, "g.svg")`` writes a file.
@@ -59,7 +60,7 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
         b.add_root(r)
     pic = b.finish()
     fold(pic, collapse)
-    return emit(pic, rankdir, title)
+    return emit(pic, rankdir, title, legend)
 
 
 def check_roots(fn: str, roots: tuple) -> list:

@@ -18,6 +18,7 @@ forward op they differentiate. Without the tag they are drawn as ordinary ops.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,28 @@ class Picture:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[tuple[str, str, str]] = field(default_factory=list)
     scope_kinds: dict[str, str] = field(default_factory=dict)
+    #: ``(left, right)``: two nodes drawn side by side, left first (forward on the left)
+    side_by_side: tuple[str, str] | None = None
 
 
 #: leaf kinds that belong to the module using them (folded away with it by ``collapse``)
 OWNED_KINDS = frozenset({"param", "const"})
+
+
+_MISSING = object()
+
+
+def constant_value(c: Any) -> Any:
+    """The value of a constant a record kept (``_MISSING`` if it kept only a description)."""
+    if isinstance(c, weakref.ref):
+        c = c()
+        if c is None:
+            return _MISSING
+    if isinstance(c, fn_mod._Tensor):
+        return c._data
+    if isinstance(c, tuple) and c and c[0] == "array":
+        return _MISSING
+    return c
 
 
 def leaf_kind(t: Any) -> str:
@@ -148,8 +167,10 @@ class Builder:
                     self._device[vid] = device
                 edges.append((op_id, vid, ""))
                 self._extras(vid, (rec, i))
-            if self.show_values and rec.saved:
-                self._saved_values(rec)
+            if self.show_values:
+                if rec.saved:
+                    self._saved_values(rec)
+                self._replay(rec)
 
     def value_id(self, rec: Any, i: int) -> str:
         """The node id of output ``i`` of ``rec``: ``v3`` (``v3_1`` for multi-output ops)."""
@@ -218,6 +239,37 @@ class Builder:
         cid = f"c{self.number(rec)}_{i}"
         self.pic.nodes[cid] = Node(cid, "const", [labels.const_text(rec, i)])
         return cid
+
+    def _replay(self, rec: Any) -> None:
+        """Recompute the outputs of ``rec`` from its inputs' values, for ``show_values``.
+
+        The tape keeps only the values an op saved for backward; the others are found
+        by running the op's forward again on its inputs' values (a primitive's forward
+        is a pure function of its inputs and parameters). Ops whose forward does more
+        (a fused layer that updates running statistics) are never replayed, and a
+        value whose inputs are unknown stays unknown.
+        """
+        cls = type(rec)
+        if not cls.__module__.startswith("minigrad.ops"):
+            return
+        arrays = []
+        for i, e in enumerate(rec.edges):
+            if e.record is not None:
+                a = self._data.get(self.value_id(e.record, e.index))
+            elif e.leaf is not None:
+                a = e.leaf._data
+            else:
+                a = constant_value((rec.consts or {}).get(i, _MISSING))
+            if a is _MISSING or a is None and e is not fn_mod.NO_GRAD:
+                return
+            arrays.append(a)
+        try:
+            out = cls.forward(object.__new__(cls), *arrays, **(rec.params or {}))
+        except Exception:  # noqa: BLE001 - a value we cannot show is shown as not kept
+            return
+        outs = out if isinstance(out, tuple) else (out,)
+        for i, a in enumerate(outs):
+            self._data.setdefault(self.value_id(rec, i), a)
 
     def _saved_values(self, rec: Any) -> None:
         """Recover values the record saved for backward: inputs or outputs it kept."""
@@ -293,7 +345,8 @@ class Builder:
                 fields = []
                 if self.show_values:
                     a = self._data.get(nid)
-                    text = "?" if a is None else labels.values_text(a, self.value_limit)
+                    text = ("(not kept)" if a is None
+                            else labels.values_text(a, self.value_limit))
                     fields.append(f"data {text}")
                 if self.show_grads and nid in self._grad:
                     g = self._grad[nid]
