@@ -4,6 +4,9 @@ big graphs, the backward stepper and the generated pictures in docs/img."""
 from __future__ import annotations
 
 import re
+import time
+
+import pytest
 
 import numpy as np
 
@@ -86,3 +89,58 @@ def test_show_values_has_no_unknown_intermediates():
     src = mg.viz.draw_derivation(loss, x, show_values=True, show_grads=True).source
     assert "data ?" not in src and "not kept" not in src
     assert src.count("data ") > 20
+
+
+def chain(n_ops: int):
+    x = mg.tensor(np.ones(3, np.float32), requires_grad=True, name="x")
+    y = x
+    for _ in range(n_ops // 2):
+        y = (y * 0.5).tanh()
+    return y.sum()
+
+
+def test_a_20000_op_graph_is_refused_within_seconds():
+    loss = chain(20_000)
+    start = time.perf_counter()
+    with pytest.raises(mg.viz.GraphTooLargeError, match=r"max_depth=.*collapse=1") as err:
+        mg.viz.draw_graph(loss)
+    with pytest.raises(mg.viz.GraphTooLargeError):
+        mg.viz.draw_derivation(loss, loss.grad_fn and mg.tape(loss)[0].edges[0].leaf)
+    assert time.perf_counter() - start < 10.0  # refused before anything is laid out
+    assert isinstance(err.value, mg.MinigradError) and "20001 ops" in str(err.value)
+    assert len(mg.viz.draw_graph(loss, max_depth=10).source) < 20_000  # the advice works
+
+
+class Deep(mg.nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.blocks = mg.nn.Sequential(*[mg.nn.Sequential(mg.nn.Linear(2, 2), mg.nn.Tanh())
+                                         for _ in range(n)])
+
+    def forward(self, x):
+        return self.blocks(x).sum()
+
+
+def test_a_20000_op_model_graph_is_collapsed_within_seconds():
+    loss = Deep(10_000)(mg.randn(1, 2))  # 2 ops per block
+    assert len(mg.tape(loss)) >= 20_000
+    start = time.perf_counter()
+    g = mg.viz.draw_graph(loss)
+    assert time.perf_counter() - start < 30.0
+    assert "modules folded (collapse=1)" in g.source
+    assert g.source.count("class=module") >= 1 and g.source.count("[label=") < 100
+
+
+def test_rendering_has_a_timeout_and_a_notebook_never_hangs(tmp_path):
+    g = mg.viz.draw_graph(chain(400))
+    with pytest.raises(mg.viz.RenderTimeoutError, match=r"collapse=1.*max_depth"):
+        g.pipe(format="svg", timeout=0.001)
+    with pytest.raises(TimeoutError):
+        mg.viz.save(g, tmp_path / "g.svg", timeout=0.001)
+    with pytest.raises(mg.viz.RenderTimeoutError):
+        g.render(outfile=tmp_path / "g.svg", timeout=0.001)
+    assert not (tmp_path / "g.svg").exists()
+    g.timeout = 0.001
+    bundle = g._repr_mimebundle_()
+    assert "did not finish" in bundle["text/plain"] and "image/svg+xml" not in bundle
+    assert mg.viz.RENDER_TIMEOUT == mg.viz.Graph.timeout == 30.0

@@ -14,7 +14,8 @@ and the picture holds only strings.
 """
 
 from .derivation import draw_derivation
-from .draw import draw_graph
-from .output import Graph, GraphvizNotFoundError, save
+from .draw import MAX_NODES, GraphTooLargeError, draw_graph
+from .output import RENDER_TIMEOUT, Graph, GraphvizNotFoundError, RenderTimeoutError, save
 
-__all__ = ["Graph", "GraphvizNotFoundError", "draw_derivation", "draw_graph", "save"]
+__all__ = ["MAX_NODES", "RENDER_TIMEOUT", "Graph", "GraphTooLargeError", "GraphvizNotFoundError",
+           "RenderTimeoutError", "draw_derivation", "draw_graph", "save"]

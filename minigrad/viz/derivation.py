@@ -33,8 +33,7 @@ from ..autograd.tape import Tape
 from ..backend import xp_of
 from ..creation import as_tensor
 from ..errors import GraphError
-from .collapse import collapse as fold
-from .draw import check_options, check_roots
+from .draw import MAX_NODES, check_options, check_roots, fit, refuse_early
 from .emit import emit
 from .model import Builder, Node
 from .output import Graph
@@ -43,7 +42,8 @@ from .output import Graph
 def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
                     show_values: bool = False, show_grads: bool = False, rankdir: str = "TB",
                     collapse: Any = None, value_limit: int = 6,
-                    title: str | None = None, legend: bool = True) -> Graph:
+                    title: str | None = None, legend: bool = True,
+                    max_nodes: int | None = MAX_NODES) -> Graph:
     """Draw how ``d output / d inputs`` is computed: forward and backward side by side.
 
     The gradients are computed here with ``mg.grad(output, inputs,
@@ -74,6 +74,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
                          "requires_grad=True, outside mg.no_grad()")
 
     forward = collect([output])  # newest first
+    refuse_early("draw_derivation", forward * 3, max_nodes)  # backward: about twice as many
     is_forward = set(forward)
     last_forward = forward[0].seq
 
@@ -129,7 +130,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     one = grad_output is None
     seed_node.lines = ["seed", f"d{top}/d{top}" + (" = 1" if one else "")]
     stub_saved_values(pic)
-    fold(pic, collapse)
+    pic, title = fit("draw_derivation", pic, collapse, max_nodes, title)
     first = next((n.id for n in pic.nodes.values() if n.phase == "forward"), None)
     if first is not None:
         pic.side_by_side = (first, seed_id)

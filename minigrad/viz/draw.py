@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..autograd import function as fn_mod
 from ..autograd.tape import Tape
+from ..errors import MinigradError
 from .collapse import collapse as fold
 from .emit import emit
-from .model import Builder
+from .model import Builder, Picture
 from .output import Graph
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 
+#: the most nodes a picture may have before modules are folded or drawing is refused
+MAX_NODES = 2000
+
+
+class GraphTooLargeError(MinigradError, ValueError):
+    """A picture would have more nodes than ``max_nodes``; the message says what to do."""
+
 
 def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
                rankdir: str = "TB", collapse: Any = None, max_depth: int | None = None,
-               value_limit: int = 6, title: str | None = None, legend: bool = False) -> Graph:
+               value_limit: int = 6, title: str | None = None, legend: bool = False,
+               max_nodes: int | None = MAX_NODES) -> Graph:
     """Draw the forward graph that produced ``roots`` (one or more Tensors).
 
     Boxes are ops, labelled like the Wengert list of ``mg.tape(*roots)``: the op and
@@ -39,6 +49,11 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
     ``max_depth``: draw only the last ``max_depth`` ops before the roots; older
     inputs show as dashed stubs. ``title``: a caption above the picture.
     ``legend``: add a box explaining the colours and shapes used.
+    ``max_nodes`` (``MAX_NODES``, 2000, by default): a bigger picture would take
+    Graphviz minutes to lay out and be unreadable anyway. Above it, ops that ran
+    inside modules are folded automatically (``collapse=1``, then ``collapse=0``)
+    and the title says so; a graph that still does not fit raises
+    ``GraphTooLargeError`` saying how to draw less. ``None`` lifts the limit.
 
     Returns a ``Graph`` (a ``graphviz.Digraph``): it shows itself in Jupyter,
     ``.source`` is the DOT text, ``mg.viz.save(graph, "g.svg")`` writes a file.
@@ -53,14 +68,64 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
     records = tape.records
     if max_depth is not None:
         records = within_depth(records, roots, max_depth)
+    refuse_early("draw_graph", records, max_nodes)
     b = Builder(tape.var_name, number=tape.number, show_values=show_values, show_grads=show_grads,
                 value_limit=value_limit)
     b.add_records(records)
     for r in roots:
         b.add_root(r)
     pic = b.finish()
-    fold(pic, collapse)
+    pic, title = fit("draw_graph", pic, collapse, max_nodes, title)
     return emit(pic, rankdir, title, legend)
+
+
+def too_large(fn: str, n: int, max_nodes: int, what: str = "nodes") -> GraphTooLargeError:
+    return GraphTooLargeError(
+        f"{fn}: this picture would have {n} {what}, more than max_nodes={max_nodes}; "
+        "Graphviz would take minutes to lay it out, and it could not be read. Draw less: "
+        "max_depth=k draws only the last k ops before the output, collapse=1 (or a set of "
+        "module class names, e.g. {'BatchNorm2d'}) folds the ops that ran inside modules "
+        "into boxes, or draw one layer's output instead of the loss. max_nodes=None "
+        "lifts the limit.")
+
+
+def refuse_early(fn: str, records: list, max_nodes: int | None) -> None:
+    """Refuse before building anything when nothing could be folded: no op ran in a module."""
+    if max_nodes is None:
+        return
+    check_max_nodes(fn, max_nodes)
+    if len(records) > max_nodes and not any(rec.module is not None for rec in records):
+        raise too_large(fn, len(records), max_nodes, "ops")
+
+
+def check_max_nodes(fn: str, max_nodes: Any) -> None:
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise GraphTooLargeError(f"{fn}: max_nodes must be None or an int >= 1, "
+                                 f"got {max_nodes!r}")
+
+
+def fit(fn: str, pic: Picture, collapse: Any, max_nodes: int | None,
+        title: str | None) -> tuple[Picture, str | None]:
+    """Fold ``collapse``; past ``max_nodes``, fold modules by depth 1 then 0, or refuse."""
+    fold(pic, collapse)
+    if max_nodes is None or len(pic.nodes) <= max_nodes:
+        return pic, title
+    n = len(pic.nodes)
+    if collapse is None and pic.scope_kinds:
+        for depth in (1, 0):
+            folded = copy_picture(pic)
+            fold(folded, depth)
+            if len(folded.nodes) <= max_nodes:
+                note = (f"modules folded (collapse={depth}): the full picture has {n} nodes, "
+                        f"more than max_nodes={max_nodes}")
+                return folded, f"{title}\n{note}" if title else note
+    raise too_large(fn, n, max_nodes)
+
+
+def copy_picture(pic: Picture) -> Picture:
+    """A copy that folding can change without touching ``pic`` (nodes copied one level)."""
+    nodes = {k: copy.copy(n) for k, n in pic.nodes.items()}
+    return Picture(nodes, list(pic.edges), dict(pic.scope_kinds), pic.side_by_side)
 
 
 def check_roots(fn: str, roots: tuple) -> list:
