@@ -44,7 +44,7 @@ class _VersionedArray(np.ndarray):
     def _bump(self) -> None:
         _fn._writes[0] += 1
         if self._vc is not None:
-            self._vc[0] += 1
+            self._vc[0] = _fn._writes[0]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._bump()
@@ -201,12 +201,13 @@ class Tensor:
         self._bump()
 
     def _bump(self) -> None:
-        """Count an in-place change (see ``Function.saved_tensors``)."""
+        """Note an in-place change: the version counter takes the new write epoch (see
+        ``Function.saved_tensors``)."""
         _fn._writes[0] += 1
         if self._vc is None:
-            self._vc = [1]
+            self._vc = [_fn._writes[0]]
         else:
-            self._vc[0] += 1
+            self._vc[0] = _fn._writes[0]
 
     @property
     def is_leaf(self) -> bool:

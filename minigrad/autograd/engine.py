@@ -38,26 +38,30 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     wanted = {_key(edge_of(t)): k for k, t in enumerate(inputs or ())}
     if inputs is not None:
         records = _prune(records, wanted)
-    # What is pending for each value: record -> [gradient per output]; leaf -> gradient.
-    # It lives for this call only: nothing is left on a record for a later backward.
+    # The gradient pending for each value, keyed by `_key`. It lives for this call only:
+    # nothing is left on a record for a later backward.
     pending: dict[Any, Any] = {}
     found: list[Any] = [None] * len(wanted)  # the gradients of wanted non-leaf values
     prev_mode, _local.grad = _local.grad, create_graph
     try:
         for r, g in zip(roots, grads):
-            _accumulate(pending, edge_of(r), _seed(r, g, create_graph))
+            _accumulate(pending, _key(edge_of(r)), _seed(r, g, create_graph))
         for rec in records:
-            gs = pending.pop(rec, None)
-            if gs is None:  # nothing flowed into this record
+            g = pending.pop(rec, None)  # the gradient of its (first) output
+            gs = (g,) if len(rec.out_meta) == 1 else _output_grads(pending, rec, g)
+            if gs[0] is None:  # nothing flowed into this record
                 continue
             if wanted:
                 _capture(rec, gs, wanted, found)
             for e, gi in zip(rec.edges, _vjp(rec, gs, create_graph)):
                 if gi is None or e is NO_GRAD:
                     continue
-                if gi.shape != e.shape or gi.dtype != e.dtype:
+                if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):
                     gi = _fit(rec, e, gi)  # undo broadcasting; cast back a mixed dtype
-                _accumulate(pending, e, gi)
+                src = e.record
+                key = e.leaf if src is None else src if e.index == 0 else (src, e.index)
+                cur = pending.get(key)  # (`_accumulate`, inline: it runs once per edge)
+                pending[key] = gi if cur is None else cur + gi
             if not retain_graph:
                 rec.saved = None  # free what forward saved (and the inputs it names)
                 rec._saved_inputs = ()
@@ -100,34 +104,36 @@ def edge_of(t: Any) -> Edge:
 
 
 def _key(e: Edge) -> Any:
-    """What identifies a value: its leaf, or (record, output index)."""
-    return e.leaf if e.record is None else (e.record, e.index)
+    """What identifies a value: its leaf; its record, for a record's first (usually only)
+    output; ``(record, index)`` for another output."""
+    return e.leaf if e.record is None else _out_key(e.record, e.index)
 
 
-def _accumulate(pending: dict, e: Edge, g: Any) -> None:
-    """Add ``g`` to the gradient pending for the value ``e`` points to."""
-    rec = e.record
-    if rec is None:
-        cur = pending.get(e.leaf)
-        pending[e.leaf] = g if cur is None else cur + g
-        return
-    slots = pending.get(rec)
-    if slots is None:
-        slots = pending[rec] = [None] * len(rec.out_meta)
-    cur = slots[e.index]
-    slots[e.index] = g if cur is None else cur + g
+def _out_key(rec: Function, i: int) -> Any:
+    return rec if i == 0 else (rec, i)
 
 
-def _vjp(rec: Function, gs: list, create_graph: bool) -> tuple:
+def _accumulate(pending: dict, key: Any, g: Any) -> None:
+    """Add ``g`` to the gradient pending for the value ``key``."""
+    cur = pending.get(key)
+    pending[key] = g if cur is None else cur + g
+
+
+def _output_grads(pending: dict, rec: Function, g0: Any) -> list:
+    """The gradients of a multi-output record's outputs, taken out of ``pending``: zeros
+    for an output nothing flowed into, unless nothing flowed in at all (then all None)."""
+    gs = [g0] + [pending.pop((rec, i), None) for i in range(1, len(rec.out_meta))]
+    return gs if all(g is None for g in gs) else _fill_zeros(rec, gs)
+
+
+def _vjp(rec: Function, gs: Sequence[Any], create_graph: bool) -> Sequence[Any]:
     """Call ``rec``'s backward with one gradient per output; one gradient per input back.
 
-    Outputs nothing flowed into get zeros. A primitive (``array_backward``) gets raw
-    arrays unless the backward is recorded; everything else gets Tensors.
+    A primitive (``array_backward``) gets raw arrays unless the backward is recorded;
+    everything else gets Tensors.
     """
     if rec.saved is None:  # freed by an earlier backward
         raise GraphError(_freed_message(rec))
-    if len(gs) > 1 and any(g is None for g in gs):
-        gs = _fill_zeros(rec, gs)
     cls = type(rec)
     if create_graph:
         mark = next(fn_mod._seq)  # the records made from here on are this VJP's
@@ -269,11 +275,11 @@ def _tag(grads: tuple, mark: int, seq: int) -> None:
             stack.extend(e.record for e in r.edges if e.record is not None)
 
 
-def _capture(rec: Function, gs: list, wanted: dict, found: list) -> None:
+def _capture(rec: Function, gs: Sequence[Any], wanted: dict, found: list) -> None:
     """Keep the complete gradient of a wanted output of ``rec``."""
     for i, g in enumerate(gs):
-        k = wanted.get((rec, i))
-        if k is not None and g is not None:
+        k = wanted.get(_out_key(rec, i))
+        if k is not None:
             found[k] = g
 
 
@@ -281,7 +287,7 @@ def _prune(records: list[Function], wanted: dict) -> list[Function]:
     """Keep only the records through which a gradient can reach a wanted value."""
     useful: set = set()
     for rec in reversed(records):  # lowest sequence number first
-        if any((rec, i) in wanted for i in range(len(rec.out_meta))) or any(
+        if any(_out_key(rec, i) in wanted for i in range(len(rec.out_meta))) or any(
                 e.record in useful if e.record is not None else e.leaf in wanted
                 for e in rec.edges if e is not NO_GRAD):
             useful.add(rec)

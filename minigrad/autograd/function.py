@@ -46,9 +46,10 @@ class _ThreadState(threading.local):
 _local = _ThreadState()
 _observed = [0]  # how many observers are registered, all threads together
 _seq = itertools.count()
-# Bumped by every tracked in-place write (in any thread); a record made at the
-# current epoch cannot have seen a write, so backward skips its version checks.
-# Global on purpose: a write in one thread to a tensor another thread saved counts.
+# The write epoch: bumped by every tracked in-place write (in any thread), which also
+# stamps the written tensor's version counter with it. A record made at the current
+# epoch cannot have seen a write, so backward skips its version checks. Global on
+# purpose: a write in one thread to a tensor another thread saved counts.
 _writes = [0]
 
 _Tensor: Any = None  # set by minigrad.tensor to break the import cycle
@@ -109,7 +110,6 @@ class Function:
     # differs from them: every attribute set while recording is paid once per op.
     seq: int = -1  #: the record's number; inputs always have smaller numbers
     edges: list = []  #: one `Edge` per input  # noqa: RUF012 - replaced, never mutated
-    _needs: tuple | None = None  # needs_input_grad, stored only when some input needs none
     params: dict = {}  #: the keyword arguments of `apply`  # noqa: RUF012
     out_meta: tuple = ()  #: (shape, dtype) of each output
     module: Any = None  #: what an observer noted (nn: the module scope the op ran in)
@@ -123,7 +123,6 @@ class Function:
     backward_of: int | None = None
     # Per saved value: the input Tensor it is (for its version counter), else None.
     _saved_inputs: Any = ()
-    _saved_ver: tuple = ()  # the saved inputs' versions, when any had been written
     _out_vc: Any = None  # the version counter(s) of saved outputs, shared with them
     _epoch = 0  # the write epoch when this record was made
 
@@ -173,7 +172,11 @@ class Function:
         return e.leaf if e.leaf is not None else _tensor(a, e.record, e.index)
 
     def _check_versions(self) -> None:
-        ver = self._saved_ver
+        """Raise if a saved input or output was written after this record was made.
+
+        A version counter holds the write epoch of its tensor's last in-place write, so
+        "written since" is "stamped later than this record's epoch".
+        """
         for k, src in enumerate(self.saved_from):
             if src is None:
                 continue
@@ -182,19 +185,17 @@ class Function:
                 vc = vcs if len(self.out_meta) == 1 else vcs[-src - 1]
             else:
                 vc = self._saved_inputs[k]._vc
-            then = ver[k] if ver else 0
-            if vc is not None and vc[0] != then:
+            if vc is not None and vc[0] > self._epoch:
                 raise GraphError(
                     f"{self.name} (record #{self.seq}): a value it saved for backward was "
-                    f"modified in place after the forward pass (version {then} when saved, "
-                    f"now {vc[0]}), so its gradient would be wrong; clone it before changing "
-                    "it, or change it after backward")
+                    "modified in place after the forward pass, so its gradient would be "
+                    "wrong; clone it before changing it, or change it after backward")
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
         """One flag per input: whether backward has to produce its gradient."""
-        if self._needs is not None:
-            return self._needs
+        if self.consts is not None:  # some input is a constant
+            return tuple([e is not NO_GRAD for e in self.edges])
         n = len(self.edges)
         return _ALL_NEEDED[n] if n < len(_ALL_NEEDED) else (True,) * n
 
@@ -233,23 +234,10 @@ class Function:
         except (ValueError, TypeError, IndexError) as exc:
             raise _op_error(cls, inputs, params, exc) from None
         if not (record and _local.grad):  # nothing to differentiate: no record
-            return _outputs(out, None)
-        _fill_record(ctx, inputs, arrays, edges, constant, params, out)
-        return _outputs(out, ctx)
-
-
-def _outputs(out: Any, record: Function | None) -> Any:
-    """The Tensor(s) for what forward returned, made by ``record`` (None: no history)."""
-    if type(out) is not tuple:
-        y = _tensor(out, record, 0)
-        if record is not None:
-            y._vc = record._out_vc  # a saved output shares its counter with its record
-        return y
-    ys = tuple([_tensor(o, record, i) for i, o in enumerate(out)])
-    if record is not None:
-        for y, vc in zip(ys, record._out_vc or ()):
-            y._vc = vc
-    return ys
+            if type(out) is tuple:
+                return tuple([_tensor(o, None, 0) for o in out])
+            return _tensor(out, None, 0)
+        return _record(ctx, inputs, arrays, edges, constant, params, out)
 
 
 def _tensor(array: Any, record: Any, index: int) -> Any:
@@ -286,77 +274,75 @@ def _leaf_edge(t: Any) -> Edge:
     return _edge(Edge, (None, 0, t, t._data.shape, t._data.dtype))
 
 
-def _fill_record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: bool,
-                 params: dict, out: Any) -> None:
-    """Turn ``ctx`` into the record of this call: number, edges, parameters, saved values."""
+def _record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: bool,
+            params: dict, out: Any) -> Any:
+    """Turn ``ctx`` into the record of this call (number, edges, parameters, saved values);
+    return the output Tensor(s), whose edges point at it."""
     ctx.seq = next(_seq)
     ctx.edges = edges
     if constant:
-        ctx._needs = tuple([e is not NO_GRAD for e in edges])
         ctx.consts = _constants(inputs, edges)
     if params:
         ctx.params = _frozen(params)
-    saved = ctx.saved
-    if saved:
-        if len(saved) == 1 and saved[0] is out:  # the common "saved my output" case
-            ctx.saved_from = _FROM_OUT0
-            ctx._out_vc = [0]
-            ctx._epoch = _writes[0]
-        else:
-            _note_saved(ctx, inputs, arrays, out)
-    if type(out) is tuple:
-        ctx.out_meta = tuple([(o.shape, o.dtype) for o in out])
-    else:
-        ctx.out_meta = ((out.shape, out.dtype),)
+    if ctx.saved:
+        _note_saved(ctx, inputs, arrays, out)
     if _observed[0]:  # some thread observes: does this one?
         for observe in _local.on_record:
             observe(ctx)
+    if type(out) is not tuple:
+        y = _tensor(out, ctx, 0)
+        y._vc = ctx._out_vc  # a saved output shares its counter with its record
+        ctx.out_meta = ((y._edge.shape, y._edge.dtype),)
+        return y
+    ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
+    ctx.out_meta = tuple([(y._edge.shape, y._edge.dtype) for y in ys])
+    for y, vc in zip(ys, ctx._out_vc or ()):
+        y._vc = vc
+    return ys
 
 
 _ALL_NEEDED = [(True,) * n for n in range(9)]
 
 
 def _constants(inputs: tuple, edges: list) -> dict:
-    """The constant inputs, for the tape: small ones by value, larger ones weakly (a record
-    must not keep a batch of data alive) or as a description."""
+    """The constant inputs, for the tape: numbers and one-element tensors by value, larger
+    tensors weakly (a record must not keep a batch of data alive), arrays as a
+    description."""
     consts = {}
-    for i, (t, e) in enumerate(zip(inputs, edges)):
-        if e is not NO_GRAD:
-            continue
-        if isinstance(t, _Tensor):
-            consts[i] = t if t._data.size <= 1 else weakref.ref(t)
-        elif hasattr(t, "shape") and t.size > 1:
-            consts[i] = ("array", t.shape, t.dtype)
-        else:
-            consts[i] = t
+    for i, e in enumerate(edges):
+        if e is NO_GRAD:
+            consts[i] = _constant(inputs[i])
     return consts
 
 
+def _constant(c: Any) -> Any:
+    if isinstance(c, _Tensor):
+        return c if c._data.size <= 1 else weakref.ref(c)
+    if hasattr(c, "shape") and c.size > 1:
+        return ("array", c.shape, c.dtype)
+    return c
+
+
 _POSITIONS = [tuple(range(n)) for n in range(4)]
-_RAW = [1]  # what a raw array operand counts as: a written tensor (it takes the long way)
 _FROM_OUT0 = (-1,)
 
 
 def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
-    """Note where each saved value came from, and the versions of saved inputs."""
+    """Note where each saved value came from: an input (whose Tensor is kept, for its
+    version counter), an output (which gets a counter), or neither."""
     saved = ctx.saved
     ctx._epoch = _writes[0]
     n = len(saved)
-    if n == 1 and saved[0] is out:
+    if n == 1 and saved[0] is out:  # the common "saved my output" case
         ctx.saved_from = _FROM_OUT0
         ctx._out_vc = [0]
         return
-    if n == len(arrays) <= 3:
-        for s, a, t in zip(saved, arrays, inputs):
-            vc = getattr(t, "_vc", _RAW)
-            if s is not a or (vc is not None and vc[0]):
-                break
-        else:  # it saved exactly its input Tensors, none ever written: nothing to note
-            ctx.saved_from = _POSITIONS[n]
-            ctx._saved_inputs = inputs
-            return
-    frm, ver, tensors = [], [], []
-    copies = {}
+    if (n == len(arrays) <= 2 and saved[0] is arrays[0] and saved[-1] is arrays[-1]
+            and isinstance(inputs[0], _Tensor) and isinstance(inputs[-1], _Tensor)):
+        ctx.saved_from = _POSITIONS[n]  # it saved exactly its input Tensors
+        ctx._saved_inputs = inputs
+        return
+    frm, tensors, copies = [], [], {}
     for k, s in enumerate(saved):
         i = _position(s, arrays)
         t = inputs[i] if i is not None else None
@@ -371,14 +357,10 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
             _count_output_versions(ctx, out, -1 - i)
         frm.append(i)
         tensors.append(t)
-        vc = t._vc if t is not None else None
-        ver.append(vc[0] if vc is not None else 0)
     ctx.saved_from = tuple(frm)
     ctx._saved_inputs = tuple(tensors)
     if copies:
         ctx.saved = tuple(copies.get(k, s) for k, s in enumerate(saved))
-    if any(ver):
-        ctx._saved_ver = tuple(ver)
 
 
 def _position(s: Any, arrays: list) -> int | None:
