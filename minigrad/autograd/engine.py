@@ -21,6 +21,7 @@ from typing import Any
 from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
+from .observers import _backward_watched, notify_backward
 from .function import NO_GRAD, Edge, Function, _freed_message, _leaf_edge, _local, _tensor
 
 
@@ -53,7 +54,10 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 continue
             if wanted:
                 _capture(rec, gs, wanted, found)
-            for e, gi in zip(rec.edges, _vjp(rec, gs, create_graph)):
+            out = _vjp(rec, gs, create_graph)
+            if _backward_watched[0]:  # someone steps through backward (mg.viz)
+                notify_backward(rec, gs, out)
+            for e, gi in zip(rec.edges, out):
                 if gi is None or e is NO_GRAD:
                     continue
                 if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):

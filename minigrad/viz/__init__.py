@@ -15,7 +15,9 @@ and the picture holds only strings.
 
 from .derivation import draw_derivation
 from .draw import MAX_NODES, GraphTooLargeError, draw_graph
+from .stepper import BackwardStepper, StepIndexError, step_backward, trace_backward
 from .output import RENDER_TIMEOUT, Graph, GraphvizNotFoundError, RenderTimeoutError, save
 
 __all__ = ["MAX_NODES", "RENDER_TIMEOUT", "Graph", "GraphTooLargeError", "GraphvizNotFoundError",
-           "RenderTimeoutError", "draw_derivation", "draw_graph", "save"]
+           "RenderTimeoutError", "BackwardStepper", "StepIndexError", "draw_derivation",
+           "draw_graph", "save", "step_backward", "trace_backward"]

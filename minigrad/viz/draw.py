@@ -125,7 +125,8 @@ def fit(fn: str, pic: Picture, collapse: Any, max_nodes: int | None,
 def copy_picture(pic: Picture) -> Picture:
     """A copy that folding can change without touching ``pic`` (nodes copied one level)."""
     nodes = {k: copy.copy(n) for k, n in pic.nodes.items()}
-    return Picture(nodes, list(pic.edges), dict(pic.scope_kinds), pic.side_by_side)
+    return Picture(nodes, list(pic.edges), dict(pic.scope_kinds), pic.side_by_side,
+                   dict(pic.edge_attrs))
 
 
 def check_roots(fn: str, roots: tuple) -> list:

@@ -85,7 +85,9 @@ def emit(pic: Picture, rankdir: str = "TB", title: str | None = None,
             children.setdefault(where[:-1], []).append(where)
     g.body.extend(members[()])
     write_clusters(g.body, (), members, children, pic.scope_kinds, "\t", [0])
-    g.body.extend(f"\t{s} -> {d}{EDGE_STYLES[k]}\n" for s, d, k in pic.edges)
+    special = pic.edge_attrs
+    g.body.extend(f"\t{s} -> {d}{special.get((s, d)) or EDGE_STYLES[k]}\n"
+                  for s, d, k in pic.edges)
     if pic.side_by_side:
         g.body.append("\t{rank=same; _side0; _side1}\n")
         g.body.append("\t_side0 -> _side1 [style=invis]\n")
@@ -108,6 +110,9 @@ def legend_line(pic: Picture) -> str:
         border = ' style="dashed"' if "dashed" in style.get("style", "") else ""
         rows.append(f'<tr><td bgcolor="{fill}" width="22"{border}> </td>'
                     f'<td align="left">{html_escape(meaning)}</td></tr>')
+    if pic.edge_attrs:
+        rows.append('<tr><td><font color="#c0392b">&lt;===</font></td>'
+                    '<td align="left">the gradient it sends to an input</td></tr>')
     if any(k == "saved" for _, _, k in pic.edges):
         rows.append('<tr><td><font color="#c0392b">- - &gt;</font></td>'
                     '<td align="left">backward reads a saved value</td></tr>')

@@ -53,6 +53,8 @@ class Picture:
     scope_kinds: dict[str, str] = field(default_factory=dict)
     #: ``(left, right)``: two nodes drawn side by side, left first (forward on the left)
     side_by_side: tuple[str, str] | None = None
+    #: extra DOT attributes for some edges ``(src, dst)``, replacing their kind's style
+    edge_attrs: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 #: leaf kinds that belong to the module using them (folded away with it by ``collapse``)

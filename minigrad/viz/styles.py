@@ -34,6 +34,10 @@ STYLES: dict[str, dict[str, str]] = {
     # one op of the picture a stepper is showing, and what it is done with
     "current": {"shape": "box", "style": "rounded,filled,bold", "fillcolor": "#ffd54f",
                 "color": "#e65100", "penwidth": "3"},
+    "done": {"shape": "box", "style": "rounded,filled", "fillcolor": "#f4f4f4",
+             "color": "#bbbbbb", "fontcolor": "#999999"},
+    "received": {"shape": "ellipse", "style": "filled,bold", "fillcolor": "#ffe9a8",
+                 "color": "#e65100"},
 }
 
 #: what each kind means, for the legend (in this order)
@@ -52,6 +56,9 @@ MEANING: dict[str, str] = {
     "saved": "value saved by forward, read by backward",
     "grad": "gradient dL/dv",
     "grad_output": "gradient asked for",
+    "current": "op whose VJP runs in this step",
+    "received": "the gradient it receives",
+    "done": "op whose VJP already ran",
 }
 
 #: edge kind -> DOT attributes; "" is an ordinary data-flow edge
@@ -64,7 +71,7 @@ EDGE_STYLES: dict[str, str] = {
 
 #: tensor kinds whose node becomes a record when values or gradients are shown
 TENSOR_KINDS = frozenset({"value", "input", "param", "tensor", "output", "grad", "grad_output",
-                          "cut", "seed"})
+                          "cut", "seed", "received"})
 
 GRAPH_ATTRS = {"fontname": "Helvetica", "fontsize": "11", "nodesep": "0.25",
                "ranksep": "0.35"}
