@@ -15,9 +15,10 @@ and the picture holds only strings.
 
 from .derivation import draw_derivation
 from .draw import MAX_NODES, GraphTooLargeError, draw_graph
-from .stepper import BackwardStepper, StepIndexError, step_backward, trace_backward
+from .stepper import (BackwardStepper, StepIndexError, draw_backward, step_backward,
+                      trace_backward)
 from .output import RENDER_TIMEOUT, Graph, GraphvizNotFoundError, RenderTimeoutError, save
 
-__all__ = ["MAX_NODES", "RENDER_TIMEOUT", "Graph", "GraphTooLargeError", "GraphvizNotFoundError",
-           "RenderTimeoutError", "BackwardStepper", "StepIndexError", "draw_derivation",
-           "draw_graph", "save", "step_backward", "trace_backward"]
+__all__ = ["MAX_NODES", "RENDER_TIMEOUT", "BackwardStepper", "Graph", "GraphTooLargeError",
+           "GraphvizNotFoundError", "RenderTimeoutError", "StepIndexError", "draw_backward",
+           "draw_derivation", "draw_graph", "save", "step_backward", "trace_backward"]

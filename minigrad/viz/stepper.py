@@ -27,9 +27,9 @@ from ..autograd.observers import observing_backward
 from ..autograd.tape import Tape
 from ..errors import GraphError, MinigradError
 from . import labels
-from .draw import MAX_NODES, check_roots, copy_picture, refuse_early
+from .draw import MAX_NODES, check_options, check_roots, copy_picture, refuse_early
 from .emit import emit
-from .model import Builder
+from .model import Builder, Node, Picture
 from .output import RENDER_TIMEOUT, Graph, run_dot, write_atomic
 
 
@@ -128,6 +128,63 @@ def trace_backward(loss: Any, inputs: Any = None, value_limit: int = 6) -> str:
 
 
 # --------------------------------------------------------------------- pictures
+def draw_backward(loss: Any, inputs: Any = None, *, rankdir: str = "TB",
+                  title: str | None = None, legend: bool = True,
+                  max_nodes: int | None = MAX_NODES) -> Graph:
+    """Draw the plain backward pass of ``loss``: one box per VJP call the engine makes.
+
+    This is what ``loss.backward()`` runs (no ``create_graph``): starting from the
+    seed, each box is one record's VJP, in the engine's order (``1.`` runs first),
+    and an arrow carries the gradient of a value from the VJP that sends it to the
+    VJP of the op that made the value, or to the gradient of a leaf. A fused op
+    with a hand-derived gradient is one box; the same formula composed from
+    primitives is one box per primitive. Compare ``draw_derivation``, which draws
+    the ops *inside* each VJP as recorded under ``create_graph=True``.
+    """
+    refuse_early("draw_backward", Tape((loss,)).records if isinstance(loss, fn_mod._Tensor)
+                 else [], max_nodes)
+    tape, steps, results = observe_backward("draw_backward", loss, inputs)
+    top = loss.name or "L"
+    pic = Picture()
+    nodes, edges = pic.nodes, pic.edges
+    nodes["seed"] = Node("seed", "seed", ["seed", f"d{top}/d{top} = 1"])
+    box_of = {}
+    for k, st in enumerate(steps, 1):
+        rec = st.record
+        nid = f"vjp{tape.number(rec)}"
+        box_of[rec] = nid
+        how = ("hand-derived" if not type(rec).__module__.startswith("minigrad.ops")
+               else "primitive")
+        nodes[nid] = Node(nid, "backward_op", [f"{k}. VJP of {rec.name} #{tape.number(rec)}",
+                                               how])
+    wanted = {id(t): g for t, g in results}
+    leaf_ids: dict[int, str] = {}
+    for st in steps:
+        rec = st.record
+        src = box_of[rec]
+        if st.record is loss.grad_fn:
+            edges.append(("seed", src, ""))
+        for e, g in zip(rec.edges, st.sent):
+            if g is None:
+                continue
+            name = f"d{top}/d{tape.var_name(e)}"
+            if e.record is not None:
+                dst = box_of.get(e.record)
+                if dst is None:
+                    continue
+            else:
+                if id(e.leaf) not in wanted:
+                    continue
+                dst = leaf_ids.get(id(e.leaf))
+                if dst is None:
+                    dst = leaf_ids[id(e.leaf)] = f"leaf{len(leaf_ids)}"
+                    nodes[dst] = Node(dst, "grad_output", [name, labels.shape_text(
+                        tuple(e.shape), e.dtype)])
+            pic.edges.append((src, dst, ""))
+            pic.edge_attrs[(src, dst)] = f' [label="{labels.escape(name)}" fontsize=9]'
+    return emit(pic, check_options("draw_backward", rankdir, 1), title, legend)
+
+
 class BackwardStepper:
     """The frames of a backward pass: ``len(stepper)``, ``stepper[k]`` (a Graph),
     ``stepper.save(path)``; shows as a player in Jupyter."""

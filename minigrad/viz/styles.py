@@ -76,7 +76,7 @@ TENSOR_KINDS = frozenset({"value", "input", "param", "tensor", "output", "grad",
 GRAPH_ATTRS = {"fontname": "Helvetica", "fontsize": "11", "nodesep": "0.25",
                "ranksep": "0.35"}
 NODE_ATTRS = {"fontname": "Helvetica", "fontsize": "10", "height": "0.3"}
-EDGE_ATTRS = {"arrowsize": "0.6", "color": "#444444"}
+EDGE_ATTRS = {"arrowsize": "0.6", "color": "#444444", "fontname": "Helvetica"}
 CLUSTER_STYLE = {
     "forward": 'style="rounded" color="#2e7d32" fontcolor="#2e7d32"',
     "backward": 'style="rounded" color="#c0392b" fontcolor="#c0392b"',
