@@ -144,3 +144,17 @@ def test_rendering_has_a_timeout_and_a_notebook_never_hangs(tmp_path):
     bundle = g._repr_mimebundle_()
     assert "did not finish" in bundle["text/plain"] and "image/svg+xml" not in bundle
     assert mg.viz.RENDER_TIMEOUT == mg.viz.Graph.timeout == 30.0
+
+
+def test_bad_drawing_options_raise_minigrad_errors(tmp_path):
+    loss, *_ = bn_composed()
+    cases = [lambda: mg.viz.draw_graph(loss, rankdir="up"),
+             lambda: mg.viz.draw_graph(loss, collapse=-1),
+             lambda: mg.viz.draw_graph(loss, max_nodes=0),
+             lambda: mg.viz.draw_graph("loss"),
+             lambda: mg.viz.save(mg.viz.draw_graph(loss), tmp_path / "g.txt"),
+             lambda: mg.viz.step_backward(loss)[99],
+             lambda: mg.viz.step_backward(3.0)]
+    for case in cases:
+        with pytest.raises(mg.MinigradError):
+            case()

@@ -165,3 +165,18 @@ def test_player_screenshot_is_not_blank(tmp_path):
     colours = Image.open(shot).convert("RGB").getcolors(1 << 20)
     orange = sum(n for n, (r, g, b) in colours if r > 240 and 200 < g < 225 and b < 110)
     assert orange > 200  # the highlighted op (fill #ffd54f) is on screen
+
+
+def test_big_backwards_are_refused_not_hung():
+    x = mg.tensor(np.ones(2), requires_grad=True)
+    y = x
+    for _ in range(400):
+        y = y * 0.5
+    loss = y.sum()
+    with pytest.raises(mg.viz.GraphTooLargeError, match="max_nodes"):
+        mg.viz.step_backward(loss, max_nodes=100)
+    stepper = mg.viz.step_backward(loss)  # 401 steps: frames one by one are fine
+    assert len(stepper) == 401 and "class=current" in stepper[200].source
+    with pytest.raises(mg.MinigradError, match="frames a player holds"):
+        stepper.html()
+    assert "frames a player holds" in stepper._repr_html_()  # advice, not a hang

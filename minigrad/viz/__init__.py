@@ -17,8 +17,10 @@ from .derivation import draw_derivation
 from .draw import MAX_NODES, GraphTooLargeError, draw_graph
 from .stepper import (BackwardStepper, StepIndexError, draw_backward, step_backward,
                       trace_backward)
-from .output import RENDER_TIMEOUT, Graph, GraphvizNotFoundError, RenderTimeoutError, save
+from .output import (RENDER_TIMEOUT, DrawingTypeError, DrawingValueError, Graph,
+                     GraphvizNotFoundError, RenderTimeoutError, save)
 
-__all__ = ["MAX_NODES", "RENDER_TIMEOUT", "BackwardStepper", "Graph", "GraphTooLargeError",
+__all__ = ["MAX_NODES", "RENDER_TIMEOUT", "BackwardStepper", "DrawingTypeError",
+           "DrawingValueError", "Graph", "GraphTooLargeError",
            "GraphvizNotFoundError", "RenderTimeoutError", "StepIndexError", "draw_backward",
            "draw_derivation", "draw_graph", "save", "step_backward", "trace_backward"]

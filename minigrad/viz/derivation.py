@@ -36,7 +36,7 @@ from ..errors import GraphError
 from .draw import MAX_NODES, check_options, check_roots, fit, refuse_early
 from .emit import emit
 from .model import Builder, Node
-from .output import Graph
+from .output import DrawingTypeError, Graph
 
 
 def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
@@ -65,7 +65,8 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     """
     T = fn_mod._Tensor
     if not isinstance(output, T):
-        raise TypeError(f"draw_derivation: output must be a Tensor, got {type(output).__name__}")
+        raise DrawingTypeError(f"draw_derivation: output must be a Tensor, got "
+                               f"{type(output).__name__}")
     ins = check_roots("draw_derivation", (inputs,))
     rankdir = check_options("draw_derivation", rankdir, value_limit)
     if output.grad_fn is None:

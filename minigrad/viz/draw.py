@@ -7,11 +7,10 @@ from typing import Any
 
 from ..autograd import function as fn_mod
 from ..autograd.tape import Tape
-from ..errors import MinigradError
 from .collapse import collapse as fold
 from .emit import emit
 from .model import Builder, Picture
-from .output import Graph
+from .output import DrawingTypeError, DrawingValueError, Graph
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 
@@ -19,7 +18,7 @@ RANKDIRS = ("TB", "LR", "BT", "RL")
 MAX_NODES = 2000
 
 
-class GraphTooLargeError(MinigradError, ValueError):
+class GraphTooLargeError(DrawingValueError):
     """A picture would have more nodes than ``max_nodes``; the message says what to do."""
 
 
@@ -63,7 +62,8 @@ def draw_graph(*roots: Any, show_values: bool = False, show_grads: bool = False,
     rankdir = check_options("draw_graph", rankdir, value_limit)
     if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int)
                                   or max_depth < 0):
-        raise ValueError(f"draw_graph: max_depth must be None or an int >= 0, got {max_depth!r}")
+        raise DrawingValueError(f"draw_graph: max_depth must be None or an int >= 0, "
+                                f"got {max_depth!r}")
     tape = Tape(roots)
     records = tape.records
     if max_depth is not None:
@@ -100,7 +100,7 @@ def refuse_early(fn: str, records: list, max_nodes: int | None) -> None:
 
 def check_max_nodes(fn: str, max_nodes: Any) -> None:
     if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
-        raise GraphTooLargeError(f"{fn}: max_nodes must be None or an int >= 1, "
+        raise DrawingValueError(f"{fn}: max_nodes must be None or an int >= 1, "
                                  f"got {max_nodes!r}")
 
 
@@ -134,14 +134,14 @@ def check_roots(fn: str, roots: tuple) -> list:
     if len(roots) == 1 and isinstance(roots[0], (list, tuple)):
         roots = tuple(roots[0])
     if not roots:
-        raise TypeError(f"{fn}: expected at least one Tensor to draw")
+        raise DrawingTypeError(f"{fn}: expected at least one Tensor to draw")
     T = fn_mod._Tensor
     out: list = []
     for k, r in enumerate(roots):
         if not isinstance(r, T):
             shown = repr(r)
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise TypeError(f"{fn}: expected Tensors, but argument {k} is a "
+            raise DrawingTypeError(f"{fn}: expected Tensors, but argument {k} is a "
                             f"{type(r).__name__}: {shown}")
         if not any(r is o for o in out):
             out.append(r)
@@ -151,9 +151,10 @@ def check_roots(fn: str, roots: tuple) -> list:
 def check_options(fn: str, rankdir: Any, value_limit: Any) -> str:
     """The validated ``rankdir`` (upper case)."""
     if not isinstance(rankdir, str) or rankdir.upper() not in RANKDIRS:
-        raise ValueError(f"{fn}: rankdir must be one of {', '.join(RANKDIRS)}, got {rankdir!r}")
+        raise DrawingValueError(f"{fn}: rankdir must be one of {', '.join(RANKDIRS)}, "
+                                f"got {rankdir!r}")
     if isinstance(value_limit, bool) or not isinstance(value_limit, int) or value_limit < 1:
-        raise ValueError(f"{fn}: value_limit must be an int >= 1, got {value_limit!r}")
+        raise DrawingValueError(f"{fn}: value_limit must be an int >= 1, got {value_limit!r}")
     return rankdir.upper()
 
 

@@ -26,6 +26,14 @@ INSTALL_HINT = (
     "mg.viz.save(graph, 'graph.dot') still writes it.")
 
 
+class DrawingValueError(MinigradError, ValueError):
+    """A drawing option or path with a value ``mg.viz`` cannot use; the message says which."""
+
+
+class DrawingTypeError(MinigradError, TypeError):
+    """``mg.viz`` got an argument of the wrong type (e.g. not a Tensor)."""
+
+
 class GraphvizNotFoundError(graphviz.ExecutableNotFound, MinigradError):
     """Graphviz's ``dot`` is not installed; the message says how to install it."""
 
@@ -162,7 +170,7 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike,
     write the DOT text and need no Graphviz at all. Returns the path.
     """
     if not (hasattr(graph, "source") and hasattr(graph, "pipe")):
-        raise TypeError(f"save: expected a graph from mg.viz.draw_graph, got "
+        raise DrawingTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
                         f"{type(graph).__name__}")
     p = Path(path)
     suffix = p.suffix.lower()
@@ -172,7 +180,7 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike,
     fmt = FORMATS.get(suffix)
     if fmt is None:
         known = ", ".join([*FORMATS, *DOT_SUFFIXES])
-        raise ValueError(f"save: cannot tell the format from {p.name!r}; end the file name "
+        raise DrawingValueError(f"save: cannot tell the format from {p.name!r}; end the file name "
                          f"with one of {known}")
     data = run_dot(graph.source, fmt, timeout, graph)
     write_atomic(p, data)

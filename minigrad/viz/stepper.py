@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from ..autograd.observers import observing_backward
 from ..autograd.tape import Tape
 from ..errors import GraphError, MinigradError
 from . import labels
-from .draw import MAX_NODES, check_options, check_roots, copy_picture, refuse_early
+from .draw import MAX_NODES, check_options, check_roots, copy_picture, refuse_early, too_large
 from .emit import emit
 from .model import Builder, Node, Picture
-from .output import RENDER_TIMEOUT, Graph, run_dot, write_atomic
+from .output import (RENDER_TIMEOUT, DrawingTypeError, DrawingValueError, Graph, run_dot,
+                     write_atomic)
 
 
 @dataclass
@@ -46,7 +48,7 @@ def observe_backward(fn: str, loss: Any, inputs: Any) -> tuple[Tape, list[Step],
     """Run the engine on ``loss`` and note each VJP call, in the order it ran them."""
     T = fn_mod._Tensor
     if not isinstance(loss, T):
-        raise TypeError(f"{fn}: loss must be a Tensor, got {type(loss).__name__}")
+        raise DrawingTypeError(f"{fn}: loss must be a Tensor, got {type(loss).__name__}")
     if loss.grad_fn is None:
         raise GraphError(f"{fn}: the loss has no recorded history, so backward has no step "
                          "to show; compute it from tensors created with requires_grad=True")
@@ -190,7 +192,7 @@ class BackwardStepper:
     ``stepper.save(path)``; shows as a player in Jupyter."""
 
     def __init__(self, tape: Tape, steps: list[Step], top: str, rankdir: str,
-                 value_limit: int) -> None:
+                 value_limit: int, max_nodes: int | None = MAX_NODES) -> None:
         self.steps = steps
         self.top = top
         self.rankdir = rankdir
@@ -200,6 +202,9 @@ class BackwardStepper:
         b.add_records(tape.records)
         root = b.add_root(tape.roots[0])
         self._base = b.finish()
+        if max_nodes is not None and len(self._base.nodes) > max_nodes:
+            # Folding modules would hide the very ops whose steps are shown: refuse.
+            raise too_large("step_backward", len(self._base.nodes), max_nodes)
         self._tape_lines = [tape.line(r) for r in tape.records]
         self._root = root
         # Everything a frame needs, as strings: node ids and texts, never records.
@@ -234,7 +239,7 @@ class BackwardStepper:
     def __getitem__(self, k: int) -> Graph:
         n = len(self.steps)
         if isinstance(k, bool) or not isinstance(k, int):
-            raise TypeError(f"step_backward: a frame index must be an int, got "
+            raise DrawingTypeError(f"step_backward: a frame index must be an int, got "
                             f"{type(k).__name__}")
         if not -n <= k < n:
             raise StepIndexError(f"step_backward: frame {k} does not exist; this backward "
@@ -277,10 +282,23 @@ class BackwardStepper:
         return self._svgs[k]
 
     def html(self, timeout: float | None = RENDER_TIMEOUT, player_id: str = "mgstep") -> str:
-        """One self-contained page: every frame as inline SVG and a small player script."""
-        frames = "\n".join(
-            f'<div class="mg-frame" data-step="{k}" data-op="{html.escape(self._ops[k])}" '
-            f'hidden>{self.svg(k, timeout)}</div>' for k in range(len(self)))
+        """One self-contained page: every frame as inline SVG and a small player script.
+
+        ``timeout`` bounds the rendering of all the frames together.
+        """
+        if len(self) > MAX_FRAMES:
+            raise DrawingValueError(
+                f"step_backward: this backward makes {len(self)} VJP calls, more than the "
+                f"{MAX_FRAMES} frames a player holds; step through part of it (inputs= an "
+                "intermediate tensor, or the loss of one layer), look at single frames "
+                "(stepper[k]), or save them to a folder (stepper.save('frames')).")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        parts = []
+        for k in range(len(self)):
+            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            parts.append(f'<div class="mg-frame" data-step="{k}" '
+                         f'data-op="{html.escape(self._ops[k])}" hidden>{self.svg(k, left)}</div>')
+        frames = "\n".join(parts)
         names = "|".join(self._names)
         return PLAYER.format(id=player_id, n=len(self), frames=frames,
                              names=html.escape(names, quote=True), last=len(self) - 1)
@@ -313,6 +331,10 @@ class BackwardStepper:
         return p
 
 
+#: the most frames a player page holds (each is an inline SVG)
+MAX_FRAMES = 300
+
+
 class StepIndexError(MinigradError, IndexError):
     """A frame that does not exist, or a path ``save`` cannot use."""
 
@@ -341,7 +363,8 @@ def step_backward(loss: Any, inputs: Any = None, *, rankdir: str = "TB", value_l
     if not steps:
         raise GraphError("step_backward: backward made no VJP call (nothing reaches the "
                          "inputs)")
-    return BackwardStepper(tape, steps, loss.name or "L", rankdir, value_limit)
+    return BackwardStepper(tape, steps, loss.name or "L", check_options(
+        "step_backward", rankdir, value_limit), value_limit, max_nodes)
 
 
 # The player: frames are hidden divs; a script shows one. It reads ``#step=k`` (1-based)
