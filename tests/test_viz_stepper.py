@@ -156,9 +156,10 @@ def test_player_steps_in_a_real_browser(tmp_path):
 def test_player_screenshot_is_not_blank(tmp_path):
     from PIL import Image, ImageStat
 
-    page = mg.viz.step_backward(small()[0]).save(tmp_path / "player.html")
+    # a picture taller than the window: the player scrolls the step's op into view
+    page = mg.viz.step_backward(bn_loss()[0]).save(tmp_path / "player.html")
     shot = tmp_path / "shot.png"
-    run_browser(f"--screenshot={shot}", "--window-size=900,900", f"{page.as_uri()}#step=2")
+    run_browser(f"--screenshot={shot}", "--window-size=900,700", f"{page.as_uri()}#step=7")
     assert shot.exists()
     img = Image.open(shot).convert("L")
     assert ImageStat.Stat(img).stddev[0] > 10  # a picture, not a blank page

@@ -373,6 +373,10 @@ PLAYER = """<div class="mg-player" id="{id}" data-names="{names}">
 <style>
 #{id} .mg-bar {{ font: 14px sans-serif; margin: 4px 0; }}
 #{id} .mg-frame svg {{ max-width: 100%; height: auto; }}
+#{id}.mg-fit .mg-frame svg {{ max-height: 80vh; width: auto; }}
+#{id} .mg-frame {{ overflow: auto; max-height: 85vh; }}
+#{id}.mg-fit .mg-frame {{ cursor: zoom-in; }}
+#{id}:not(.mg-fit) .mg-frame {{ cursor: zoom-out; }}
 #{id} .mg-bar button {{ font-size: 14px; }}
 </style>
 <div class="mg-bar">
@@ -380,6 +384,7 @@ PLAYER = """<div class="mg-player" id="{id}" data-names="{names}">
 <input class="mg-slider" type="range" min="0" max="{last}" value="0">
 <button class="mg-next" title="next step (right arrow)">next &#9654;</button>
 <span class="mg-label"></span>
+<span class="mg-hint" style="color:#777">(click the picture to see all of it)</span>
 </div>
 {frames}
 <script>
@@ -402,6 +407,19 @@ PLAYER = """<div class="mg-player" id="{id}" data-names="{names}">
     if (push && root.getAttribute("data-own-hash") === "1") {{
       history.replaceState(null, "", "#step=" + (k + 1));
     }}
+    focusCurrent();
+  }}
+  function focusCurrent() {{
+    if (root.classList.contains("mg-fit")) return;
+    // Scroll the frame's own box (not the page) so the highlighted op is in the middle.
+    var box = frames[cur], node = box.querySelector(".current");
+    if (!node) return;
+    var r = node.getBoundingClientRect(), b = box.getBoundingClientRect();
+    box.scrollTop += (r.top + r.height / 2) - (b.top + b.height / 2);
+    box.scrollLeft += (r.left + r.width / 2) - (b.left + b.width / 2);
+  }}
+  for (var i = 0; i < frames.length; i++) {{
+    frames[i].onclick = function () {{ root.classList.toggle("mg-fit"); focusCurrent(); }};
   }}
   function fromHash() {{
     var m = /step=(\\d+)/.exec(location.hash);
