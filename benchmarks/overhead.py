@@ -17,25 +17,32 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 
 
-def best_of(fn: Callable[[], object], repeat: int, rounds: int = 7) -> float:
-    """The fastest of ``rounds`` means of ``repeat`` calls, in seconds.
+def best_of(fns: dict[Any, Callable[[], object]], repeat: int,
+            rounds: int = 7) -> dict[Any, float]:
+    """Per function, the fastest of ``rounds`` means of ``repeat`` calls, in seconds.
 
-    The minimum is the estimate least disturbed by other work on the machine.
+    The functions take turns round by round, so a change in machine load touches all of
+    them alike, and the clock is this thread's CPU time (``time.thread_time``), which does
+    not count the time other processes hold the core. The minimum is the estimate least
+    disturbed by other work on the machine.
     """
-    fn()
-    times = []
+    best = {k: float("inf") for k in fns}
+    for fn in fns.values():
+        fn()
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        times.append((time.perf_counter() - t0) / repeat)
-    return min(times)
+        for k, fn in fns.items():
+            t0 = time.thread_time()
+            for _ in range(repeat):
+                fn()
+            best[k] = min(best[k], (time.thread_time() - t0) / repeat)
+    return best
 
 
 def chain_minigrad(x0: np.ndarray, c: np.ndarray, n: int, backward: bool) -> None:
@@ -95,19 +102,19 @@ def main() -> None:
     x0 = rng.standard_normal(16).astype(np.float32)
     c = (rng.standard_normal(16) * 0.5).astype(np.float32)
     n = args.ops
-    rows = {}
-    rows["minigrad"] = [best_of(lambda b=b: chain_minigrad(x0, c, n, b), args.repeat)
-                        for b in (False, True)]
-    rows["numpy (by hand)"] = [best_of(lambda b=b: chain_numpy(x0, c, n, b), args.repeat)
-                               for b in (False, True)]
+    fns: dict[str, Callable[[bool], object]] = {
+        "minigrad": lambda b: chain_minigrad(x0, c, n, b),
+        "numpy (by hand)": lambda b: chain_numpy(x0, c, n, b)}
     try:
         import torch
 
         torch.set_num_threads(1)
-        rows["pytorch cpu"] = [best_of(lambda b=b: chain_torch(torch, x0, c, n, b), args.repeat)
-                               for b in (False, True)]
+        fns["pytorch cpu"] = lambda b: chain_torch(torch, x0, c, n, b)
     except ImportError:
         print("(PyTorch not installed: its row is skipped)")
+    times = best_of({(k, b): (lambda f=f, b=b: f(b)) for k, f in fns.items()
+                     for b in (False, True)}, args.repeat)
+    rows = {k: (times[(k, False)], times[(k, True)]) for k in fns}
     us = {k: (f * 1e6 / n, fb * 1e6 / n) for k, (f, fb) in rows.items()}
     print(f"chain of {n} elementwise ops (mul, add, tanh) on a (16,) float32 tensor, "
           "sum, backward; one thread")

@@ -264,3 +264,30 @@ def test_module_scope_is_per_thread() -> None:
     finally:
         done.set()
         t.join()
+
+
+# ------------------------------------------------------------------- observers
+def test_observers_see_each_record_of_their_thread_only_while_observing() -> None:
+    seen = []
+    x = leaf([1.0, 2.0])
+    with mg.autograd.observers.observing(seen.append):
+        y = (x * 2).tanh()
+        other = threading.Thread(target=lambda: leaf([1.0]) * 3)
+        other.start()
+        other.join()
+    z = y.sum()
+    assert [r.name for r in seen] == ["mul", "tanh"]
+    assert seen == list(mg.tape(y))
+    assert z.grad_fn not in seen
+    assert mg.autograd.observers.active() == ()
+
+
+def test_an_observer_can_annotate_records() -> None:
+    def note(record) -> None:
+        record.module = "my block"
+
+    x = leaf([1.0])
+    with mg.autograd.observers.observing(note):
+        y = x * 2
+    assert mg.tape(y)[0].module == "my block"
+    assert mg.tape(y * 3)[-1].module is None

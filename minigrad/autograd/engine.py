@@ -54,14 +54,18 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 continue
             if wanted:
                 _capture(rec, gs, wanted, found)
+            # A one-input primitive's gradient fits its input by construction; with more
+            # inputs, broadcasting and mixed dtypes are undone here, once for every op.
+            fit = len(rec.edges) > 1 or not rec.array_backward
             out = _vjp(rec, gs, create_graph)
             if _backward_watched[0]:  # someone steps through backward (mg.viz)
                 notify_backward(rec, gs, out)
             for e, gi in zip(rec.edges, out):
                 if gi is None or e is NO_GRAD:
                     continue
-                if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):
-                    gi = _fit(rec, e, gi)  # undo broadcasting; cast back a mixed dtype
+                if fit and (gi.shape != e.shape or (gi.dtype is not e.dtype
+                                                    and gi.dtype != e.dtype)):
+                    gi = _fit(rec, e, gi)
                 src = e.record
                 key = e.leaf if src is None else src if e.index == 0 else (src, e.index)
                 cur = pending.get(key)  # (`_accumulate`, inline: it runs once per edge)
@@ -74,6 +78,11 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
     if inputs is None:
         _store_leaf_grads(pending, grads, create_graph)
         return None
+    return _wanted_grads(pending, wanted, found, create_graph)
+
+
+def _wanted_grads(pending: dict, wanted: dict, found: list, create_graph: bool) -> list:
+    """The gradients ``mg.grad`` asked for, in its order (None for an unused input)."""
     for leaf, g in pending.items():
         k = wanted.get(leaf)
         if k is not None and isinstance(leaf, fn_mod._Tensor):
@@ -146,9 +155,9 @@ def _vjp(rec: Function, gs: Sequence[Any], create_graph: bool) -> Sequence[Any]:
         return [_as_tensor(o) for o in out]
     if cls.array_backward:  # a primitive: trusted to return arrays of the right kind
         out = cls.backward(rec, *gs)
-        if type(out) is not tuple and len(rec.edges) == 1:
-            return (out,)
-        return _checked(rec, out, False)
+        if type(out) is not tuple:
+            out = (out,)
+        return out if len(out) == len(rec.edges) else _checked(rec, out, False)
     out = _checked(rec, cls.backward(rec, *[_as_tensor(g) for g in gs]), True)
     return [o._data if isinstance(o, fn_mod._Tensor) else o for o in out]
 
@@ -233,29 +242,34 @@ def _check_roots(roots: Sequence[Any]) -> None:
 
 def _seed(root: Any, grad: Any, create_graph: bool) -> Any:
     """The gradient the walk starts from: ones for a single value, else ``grad``."""
-    T = fn_mod._Tensor
     data = root._data
-    if grad is None:
-        if data.size != 1:
-            raise GraphError(
-                f"backward: the output has shape {tuple(root.shape)}, not a single value; "
-                "gradients are only implied for scalar outputs, so pass grad= (a tensor of "
-                "the output's shape, e.g. ones_like(output)) to say which vector-Jacobian "
-                "product you want")
+    if grad is None and data.size == 1:
         g = xp_of(data).ones_like(data)
     else:
-        g = grad._data if isinstance(grad, T) else grad
-        if not hasattr(g, "shape"):
-            g = data * 0 + g
-        if tuple(g.shape) != tuple(root.shape):
-            raise ShapeError(
-                f"backward: grad has shape {tuple(g.shape)} but the output has shape "
-                f"{tuple(root.shape)}; they must match")
-        if g.dtype != data.dtype:
-            g = g.astype(data.dtype)
+        g = _given_seed(root, grad)
     if create_graph:
-        return grad if isinstance(grad, T) and grad.dtype == data.dtype else _tensor(g, None, 0)
+        keep = isinstance(grad, fn_mod._Tensor) and grad.dtype == data.dtype
+        return grad if keep else _tensor(g, None, 0)
     return g
+
+
+def _given_seed(root: Any, grad: Any) -> Any:
+    """``grad`` (needed unless the root is a single value) as an array like the root's."""
+    if grad is None:
+        raise GraphError(
+            f"backward: the output has shape {tuple(root.shape)}, not a single value; "
+            "gradients are only implied for scalar outputs, so pass grad= (a tensor of "
+            "the output's shape, e.g. ones_like(output)) to say which vector-Jacobian "
+            "product you want")
+    data = root._data
+    g = grad._data if isinstance(grad, fn_mod._Tensor) else grad
+    if not hasattr(g, "shape"):
+        g = data * 0 + g
+    if tuple(g.shape) != tuple(root.shape):
+        raise ShapeError(
+            f"backward: grad has shape {tuple(g.shape)} but the output has shape "
+            f"{tuple(root.shape)}; they must match")
+    return g if g.dtype == data.dtype else g.astype(data.dtype)
 
 
 def _as_tensor(g: Any) -> Any:

@@ -284,8 +284,19 @@ def _record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: b
         ctx.consts = _constants(inputs, edges)
     if params:
         ctx.params = _frozen(params)
-    if ctx.saved:
-        _note_saved(ctx, inputs, arrays, out)
+    saved = ctx.saved
+    if saved:
+        ctx._epoch = _writes[0]
+        n = len(saved)
+        if n == 1 and saved[0] is out:  # the common "saved my output" case
+            ctx.saved_from = _FROM_OUT0
+            ctx._out_vc = [0]
+        elif (n == len(arrays) <= 2 and saved[0] is arrays[0] and saved[-1] is arrays[-1]
+              and isinstance(inputs[0], _Tensor) and isinstance(inputs[-1], _Tensor)):
+            ctx.saved_from = _POSITIONS[n]  # it saved exactly its input Tensors
+            ctx._saved_inputs = inputs
+        else:
+            _note_saved(ctx, inputs, arrays, out)
     if _observed[0]:  # some thread observes: does this one?
         for observe in _local.on_record:
             observe(ctx)
@@ -310,17 +321,16 @@ def _constants(inputs: tuple, edges: list) -> dict:
     description."""
     consts = {}
     for i, e in enumerate(edges):
-        if e is NO_GRAD:
-            consts[i] = _constant(inputs[i])
+        if e is not NO_GRAD:
+            continue
+        c = inputs[i]
+        if isinstance(c, _Tensor):
+            consts[i] = c if c._data.size <= 1 else weakref.ref(c)
+        elif hasattr(c, "shape") and c.size > 1:
+            consts[i] = ("array", c.shape, c.dtype)
+        else:
+            consts[i] = c
     return consts
-
-
-def _constant(c: Any) -> Any:
-    if isinstance(c, _Tensor):
-        return c if c._data.size <= 1 else weakref.ref(c)
-    if hasattr(c, "shape") and c.size > 1:
-        return ("array", c.shape, c.dtype)
-    return c
 
 
 _POSITIONS = [tuple(range(n)) for n in range(4)]
@@ -331,17 +341,6 @@ def _note_saved(ctx: Function, inputs: tuple, arrays: list, out: Any) -> None:
     """Note where each saved value came from: an input (whose Tensor is kept, for its
     version counter), an output (which gets a counter), or neither."""
     saved = ctx.saved
-    ctx._epoch = _writes[0]
-    n = len(saved)
-    if n == 1 and saved[0] is out:  # the common "saved my output" case
-        ctx.saved_from = _FROM_OUT0
-        ctx._out_vc = [0]
-        return
-    if (n == len(arrays) <= 2 and saved[0] is arrays[0] and saved[-1] is arrays[-1]
-            and isinstance(inputs[0], _Tensor) and isinstance(inputs[-1], _Tensor)):
-        ctx.saved_from = _POSITIONS[n]  # it saved exactly its input Tensors
-        ctx._saved_inputs = inputs
-        return
     frm, tensors, copies = [], [], {}
     for k, s in enumerate(saved):
         i = _position(s, arrays)

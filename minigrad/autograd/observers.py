@@ -26,11 +26,10 @@ of a counter per record.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import threading
 
 from .function import _local, _observed
 
@@ -47,10 +46,15 @@ _backward = _Listeners()
 _backward_watched = [0]  # how many backward observers, all threads together
 
 
+# Guards the count of observers across threads (``+=`` on it is not atomic).
+_count_lock = threading.Lock()
+
+
 def add(observer: Observer) -> None:
     """Call ``observer(record)`` for every record this thread makes from now on."""
     _local.on_record.append(observer)
-    _observed[0] += 1
+    with _count_lock:
+        _observed[0] += 1
 
 
 def remove(observer: Observer) -> None:
@@ -59,7 +63,8 @@ def remove(observer: Observer) -> None:
     for k in range(len(hooks) - 1, -1, -1):
         if hooks[k] is observer:
             del hooks[k]
-            _observed[0] -= 1
+            with _count_lock:
+                _observed[0] -= 1
             return
 
 
@@ -82,7 +87,8 @@ def add_backward(observer: BackwardObserver) -> None:
     """Call ``observer(record, grads_in, grads_out)`` for every VJP this thread's
     backward passes run from now on."""
     _backward.on_backward.append(observer)
-    _backward_watched[0] += 1
+    with _count_lock:
+        _backward_watched[0] += 1
 
 
 def remove_backward(observer: BackwardObserver) -> None:
@@ -91,7 +97,8 @@ def remove_backward(observer: BackwardObserver) -> None:
     for k in range(len(hooks) - 1, -1, -1):
         if hooks[k] is observer:
             del hooks[k]
-            _backward_watched[0] -= 1
+            with _count_lock:
+                _backward_watched[0] -= 1
             return
 
 

@@ -10,120 +10,69 @@ from .. import backend
 from ..autograd.function import Function, dual
 
 
-class Exp(Function):
-    array_backward = True
-    op_name = "exp"
+class Pointwise(Function):
+    """``y = f(x)`` elementwise, whose VJP is ``g * slope(v)``.
 
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.exp(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * y
-
-
-class Log(Function):
-    array_backward = True
-    op_name = "log"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return np.log(x)
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return g / x
-
-
-class Sqrt(Function):
-    array_backward = True
-    op_name = "sqrt"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.sqrt(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g / (y * 2)
-
-
-class Abs(Function):
-    """|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too)."""
+    ``v`` is the one value forward saves for it: the input, the output, or something
+    cheaper such as a mask. Saving the input or the output keeps the derivative
+    differentiable under ``create_graph``; a value computed from them (a mask, a sign)
+    comes back as a constant, which is right where its derivative is 0.
+    """
 
     array_backward = True
-    op_name = "abs"
 
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(np.sign(x))
-        return np.abs(x)
 
-    @staticmethod
+def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
+    """A `Pointwise` op class from its function, what backward keeps (``_input``,
+    ``_output`` or a function of both) and its derivative in terms of that."""
+    if keep is _output:
+        def forward(ctx: Any, x: Any) -> Any:
+            y = f(x)
+            ctx.save_for_backward(y)
+            return y
+    else:
+        def forward(ctx: Any, x: Any) -> Any:
+            y = f(x)
+            ctx.save_for_backward(x if keep is _input else keep(x, y))
+            return y
+
     def backward(ctx: Any, g: Any) -> Any:
-        (s,) = ctx.saved_tensors
-        return g * s
+        (v,) = ctx.saved_tensors
+        return g * slope(v)
+
+    body = {"op_name": name, "forward": staticmethod(forward),
+            "backward": staticmethod(backward), "__doc__": doc, "__module__": __name__}
+    return type(name.capitalize() if name != "relu" else "ReLU", (Pointwise,), body)
 
 
-class Tanh(Function):
-    array_backward = True
-    op_name = "tanh"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        y = np.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * (1 - y * y)
+def _input(x: Any, y: Any) -> Any:
+    return x
 
 
-class Sigmoid(Function):
-    array_backward = True
-    op_name = "sigmoid"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
-        y = np.tanh(x * 0.5)
-        y *= 0.5
-        y += 0.5
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return g * (y * (1 - y))
+def _output(x: Any, y: Any) -> Any:
+    return y
 
 
-class ReLU(Function):
-    """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
+def _sigmoid(x: Any) -> Any:
+    # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
+    y = np.tanh(x * 0.5)
+    y *= 0.5
+    y += 0.5
+    return y
 
-    array_backward = True
-    op_name = "relu"
 
-    @staticmethod
-    def forward(ctx: Any, x: Any) -> Any:
-        ctx.save_for_backward(x > 0)
-        return np.maximum(x, 0)  # not x * mask: -inf * 0 would be nan
-
-    @staticmethod
-    def backward(ctx: Any, g: Any) -> Any:
-        (mask,) = ctx.saved_tensors
-        return g * mask
+# name, forward, what backward needs, and the derivative in terms of it
+Exp = _pointwise("exp", np.exp, _output, lambda y: y, "e ** x; its derivative is itself.")
+Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.")
+Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.")
+Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.")
+Sigmoid = _pointwise("sigmoid", _sigmoid, _output, lambda y: y * (1 - y),
+                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.")
+Abs = _pointwise("abs", np.abs, lambda x, y: np.sign(x), lambda s: s,
+                 "|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too).")
+ReLU = _pointwise("relu", lambda x: np.maximum(x, 0), lambda x, y: x > 0, lambda m: m,
+                  "max(x, 0) (not x * mask: -inf * 0 would be nan); the gradient at 0 is 0, "
+                  "as in PyTorch.")
 
 
 class Clip(Function):

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import function as fn_mod
 from ..autograd.api import grad as mg_grad
 from ..autograd.engine import collect, edge_of
 from ..autograd.tape import Tape
 from ..backend import xp_of
 from ..creation import as_tensor
 from ..errors import GraphError
+from ..tensor import Tensor
 from .draw import MAX_NODES, check_options, check_roots, fit, refuse_early
 from .emit import emit
 from .model import Builder, Node
@@ -63,7 +63,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     ``show_grads`` writes each forward tensor's derivative into it, micrograd
     style; the other options are those of ``draw_graph``.
     """
-    T = fn_mod._Tensor
+    T = Tensor
     if not isinstance(output, T):
         raise DrawingTypeError(f"draw_derivation: output must be a Tensor, got "
                                f"{type(output).__name__}")
@@ -144,7 +144,7 @@ def seed_tensor(output: Any, grad_output: Any) -> Any:
     It requires grad, so the ops the backward pass applies to it are recorded too:
     every gradient in the picture then has a visible history back to the seed.
     """
-    T = fn_mod._Tensor
+    T = Tensor
     data = output.data
     xp = xp_of(data)
     if grad_output is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..autograd import function as fn_mod
 from ..autograd.tape import Tape
+from ..tensor import Tensor
 from .collapse import collapse as fold
 from .emit import emit
 from .model import Builder, Picture
@@ -135,7 +135,7 @@ def check_roots(fn: str, roots: tuple) -> list:
         roots = tuple(roots[0])
     if not roots:
         raise DrawingTypeError(f"{fn}: expected at least one Tensor to draw")
-    T = fn_mod._Tensor
+    T = Tensor
     out: list = []
     for k, r in enumerate(roots):
         if not isinstance(r, T):

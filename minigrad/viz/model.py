@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..autograd import function as fn_mod
+from ..autograd.function import NO_GRAD
 from ..autograd.engine import edge_of
+from ..tensor import Tensor
 from . import labels
 from .scopes import common_scope
 from .styles import TENSOR_KINDS
@@ -70,7 +71,7 @@ def constant_value(c: Any) -> Any:
         c = c()
         if c is None:
             return _MISSING
-    if isinstance(c, fn_mod._Tensor):
+    if isinstance(c, Tensor):
         return c._data
     if isinstance(c, tuple) and c and c[0] == "array":
         return _MISSING
@@ -225,13 +226,13 @@ class Builder:
 
     def _const(self, rec: Any, i: int) -> str:
         c = (rec.consts or {}).get(i)
-        if callable(c) and not isinstance(c, fn_mod._Tensor):
+        if callable(c) and not isinstance(c, Tensor):
             c = c()  # a weak reference
         if c is not None and id(c) in self.derivative:
             # A gradient with no history of its own (the seed, or one built from it)
             # enters the backward graph as a constant: show it as the derivative it is.
             return self.leaf(c, kind="grad")
-        if isinstance(c, fn_mod._Tensor) and c.size > 1:
+        if isinstance(c, Tensor) and c.size > 1:
             # A tensor that does not require grad, like a batch of images: data that
             # comes in from outside, so it gets its own node outside the module boxes.
             # A backward op that reads it gets a fresh Tensor around the same array:
@@ -262,7 +263,7 @@ class Builder:
                 a = e.leaf._data
             else:
                 a = constant_value((rec.consts or {}).get(i, _MISSING))
-            if a is _MISSING or a is None and e is not fn_mod.NO_GRAD:
+            if a is _MISSING or a is None and e is not NO_GRAD:
                 return
             arrays.append(a)
         try:

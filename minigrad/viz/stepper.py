@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..autograd import function as fn_mod
 from ..autograd.api import grad as mg_grad
+from ..autograd.function import NO_GRAD
 from ..autograd.engine import unbroadcast
 from ..autograd.observers import observing_backward
 from ..autograd.tape import Tape
 from ..errors import GraphError, MinigradError
+from ..tensor import Tensor
 from . import labels
 from .draw import MAX_NODES, check_options, check_roots, copy_picture, refuse_early, too_large
 from .emit import emit
@@ -46,7 +47,7 @@ class Step:
 
 def observe_backward(fn: str, loss: Any, inputs: Any) -> tuple[Tape, list[Step], list]:
     """Run the engine on ``loss`` and note each VJP call, in the order it ran them."""
-    T = fn_mod._Tensor
+    T = Tensor
     if not isinstance(loss, T):
         raise DrawingTypeError(f"{fn}: loss must be a Tensor, got {type(loss).__name__}")
     if loss.grad_fn is None:
@@ -60,7 +61,7 @@ def observe_backward(fn: str, loss: Any, inputs: Any) -> tuple[Tape, list[Step],
     steps: list[Step] = []
 
     def note(rec: Any, grads_in: tuple, grads_out: tuple) -> None:
-        sent = tuple(None if g is None or e is fn_mod.NO_GRAD else fitted(g, e)
+        sent = tuple(None if g is None or e is NO_GRAD else fitted(g, e)
                      for e, g in zip(rec.edges, grads_out))
         steps.append(Step(rec, tuple(grads_in), sent))
 
@@ -82,7 +83,7 @@ def leaves_of(tape: Tape) -> list:
 
 def fitted(g: Any, e: Any) -> Any:
     """A VJP's gradient in its input's shape (the engine sums broadcast axes away too)."""
-    g = g.data if isinstance(g, fn_mod._Tensor) else g
+    g = g.data if isinstance(g, Tensor) else g
     return unbroadcast(g, tuple(e.shape)) if tuple(g.shape) != tuple(e.shape) else g
 
 
@@ -112,7 +113,7 @@ def trace_backward(loss: Any, inputs: Any = None, value_limit: int = 6) -> str:
              f" {n} VJP calls, seed d{top}/d{top} = 1"]
     for k, st in enumerate(steps, 1):
         rec = st.record
-        args = ", ".join(input_name(tape, e) if e is not fn_mod.NO_GRAD
+        args = ", ".join(input_name(tape, e) if e is not NO_GRAD
                          else labels.const_text(rec, i) for i, e in enumerate(rec.edges))
         got = "; ".join(f"d{top}/d{value_name(tape, rec, i)} = "
                         f"{labels.values_text(g, value_limit)}"
@@ -143,7 +144,7 @@ def draw_backward(loss: Any, inputs: Any = None, *, rankdir: str = "TB",
     primitives is one box per primitive. Compare ``draw_derivation``, which draws
     the ops *inside* each VJP as recorded under ``create_graph=True``.
     """
-    refuse_early("draw_backward", Tape((loss,)).records if isinstance(loss, fn_mod._Tensor)
+    refuse_early("draw_backward", Tape((loss,)).records if isinstance(loss, Tensor)
                  else [], max_nodes)
     tape, steps, results = observe_backward("draw_backward", loss, inputs)
     top = loss.name or "L"
@@ -216,7 +217,7 @@ class BackwardStepper:
                      for st in steps]
         self._grad_names = [[value_name(tape, st.record, i) for i in range(len(st.received))]
                             for st in steps]
-        self._input_names = [[input_name(tape, e) if e is not fn_mod.NO_GRAD else ""
+        self._input_names = [[input_name(tape, e) if e is not NO_GRAD else ""
                               for e in st.record.edges] for st in steps]
         self._received = [[None if g is None else labels.values_text(g, value_limit)
                            for g in st.received] for st in steps]
@@ -357,7 +358,7 @@ def step_backward(loss: Any, inputs: Any = None, *, rankdir: str = "TB", value_l
     requires grad). The engine runs once, with ``retain_graph=True``: no ``.grad``
     is touched and the graph stays usable. See also ``mg.trace_backward``.
     """
-    refuse_early("step_backward", Tape((loss,)).records if isinstance(loss, fn_mod._Tensor)
+    refuse_early("step_backward", Tape((loss,)).records if isinstance(loss, Tensor)
                  else [], max_nodes)
     tape, steps, _ = observe_backward("step_backward", loss, inputs)
     if not steps:
