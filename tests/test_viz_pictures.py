@@ -158,3 +158,32 @@ def test_bad_drawing_options_raise_minigrad_errors(tmp_path):
     for case in cases:
         with pytest.raises(mg.MinigradError):
             case()
+
+
+def vjp_boxes(g) -> list[str]:
+    return re.findall(r'label="(\d+\. VJP of [^"]*)"', g.source)
+
+
+def test_plain_backward_fused_is_one_vjp_composed_is_a_chain():
+    x, gamma, beta = (t for t in bn_composed()[1:])
+    y_f = F.batch_norm(x, None, None, gamma, beta, impl="fused")
+    y_c = F.batch_norm(x, None, None, gamma, beta, impl="composed")
+    fused = vjp_boxes(mg.viz.draw_backward((y_f * y_f).sum(), [x, gamma, beta]))
+    composed = vjp_boxes(mg.viz.draw_backward((y_c * y_c).sum(), [x, gamma, beta]))
+    # the loss's own two VJPs (sum, mul), then the layer
+    assert [b.split("\\n")[0] for b in fused] == ["1. VJP of sum #3", "2. VJP of mul #2",
+                                                  "3. VJP of batch_norm #1"]
+    assert fused[-1].endswith("hand-derived")
+    assert len(composed) == 2 + len(mg.tape(y_c)) == 13
+    assert all(b.endswith("primitive") for b in composed)
+    numbers = [int(re.match(r"(\d+)\.", b)[1]) for b in composed]
+    assert numbers == list(range(1, 14))  # the engine's order
+
+
+def test_plain_backward_starts_at_the_seed_and_ends_at_the_gradients():
+    loss, x, gamma, beta = bn_composed()
+    src = mg.viz.draw_backward(loss, [x, gamma, beta]).source
+    assert re.search(r"\tseed -> vjp\d+", src)
+    for name in ("dL/dx", "dL/dγ", "dL/dβ"):
+        assert re.search(rf'leaf\d+ \[label="{name}\\n', src), name
+    assert x.grad is None  # drawing runs backward without touching .grad
