@@ -131,6 +131,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     one = grad_output is None
     seed_node.lines = ["seed", f"d{top}/d{top}" + (" = 1" if one else "")]
     stub_saved_values(pic)
+    pic.top = top
     pic, title = fit("draw_derivation", pic, collapse, max_nodes, title)
     first = next((n.id for n in pic.nodes.values() if n.phase == "forward"), None)
     if first is not None:

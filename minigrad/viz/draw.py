@@ -126,7 +126,7 @@ def copy_picture(pic: Picture) -> Picture:
     """A copy that folding can change without touching ``pic`` (nodes copied one level)."""
     nodes = {k: copy.copy(n) for k, n in pic.nodes.items()}
     return Picture(nodes, list(pic.edges), dict(pic.scope_kinds), pic.side_by_side,
-                   dict(pic.edge_attrs))
+                   dict(pic.edge_attrs), pic.top)
 
 
 def check_roots(fn: str, roots: tuple) -> list:

@@ -109,7 +109,8 @@ def legend_line(pic: Picture) -> str:
         fill = style.get("fillcolor", "white")
         border = ' style="dashed"' if "dashed" in style.get("style", "") else ""
         rows.append(f'<tr><td bgcolor="{fill}" width="22"{border}> </td>'
-                    f'<td align="left">{html_escape(meaning)}</td></tr>')
+                    f'<td align="left">{html_escape(meaning.replace("dL/", f"d{pic.top}/"))}'
+                    '</td></tr>')
     if pic.edge_attrs:
         rows.append('<tr><td><font color="#c0392b">&lt;===</font></td>'
                     '<td align="left">the gradient it sends to an input</td></tr>')

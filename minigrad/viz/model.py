@@ -56,6 +56,8 @@ class Picture:
     side_by_side: tuple[str, str] | None = None
     #: extra DOT attributes for some edges ``(src, dst)``, replacing their kind's style
     edge_attrs: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the name of the output being differentiated, for the legend's ``dL/dv``
+    top: str = "L"
 
 
 #: leaf kinds that belong to the module using them (folded away with it by ``collapse``)

@@ -148,7 +148,7 @@ def draw_backward(loss: Any, inputs: Any = None, *, rankdir: str = "TB",
                  else [], max_nodes)
     tape, steps, results = observe_backward("draw_backward", loss, inputs)
     top = loss.name or "L"
-    pic = Picture()
+    pic = Picture(top=top)
     nodes, edges = pic.nodes, pic.edges
     nodes["seed"] = Node("seed", "seed", ["seed", f"d{top}/d{top} = 1"])
     box_of = {}
@@ -203,6 +203,7 @@ class BackwardStepper:
         b.add_records(tape.records)
         root = b.add_root(tape.roots[0])
         self._base = b.finish()
+        self._base.top = top
         if max_nodes is not None and len(self._base.nodes) > max_nodes:
             # Folding modules would hide the very ops whose steps are shown: refuse.
             raise too_large("step_backward", len(self._base.nodes), max_nodes)
