@@ -187,3 +187,9 @@ def test_plain_backward_starts_at_the_seed_and_ends_at_the_gradients():
     for name in ("dL/dx", "dL/dγ", "dL/dβ"):
         assert re.search(rf'leaf\d+ \[label="{name}\\n', src), name
     assert x.grad is None  # drawing runs backward without touching .grad
+
+
+def test_pipe_keeps_graphviz_options():
+    g = mg.viz.draw_graph(chain(4))
+    assert b"<svg" in g.pipe(format="svg", engine="neato")
+    assert g.pipe(format="svg", encoding="utf-8").lstrip().startswith("<?xml")

@@ -74,7 +74,9 @@ class Graph(graphviz.Digraph):
     def pipe(self, format: str | None = None, *args: Any, encoding: str | None = None,
              timeout: float | None = None, **kwargs: Any) -> Any:
         """The picture rendered by ``dot`` in ``format`` (bytes, or text with ``encoding``)."""
-        if args or kwargs.get("renderer") or kwargs.get("formatter"):
+        kwargs.pop("quiet", None)
+        if args or any(v is not None for v in kwargs.values()) or self.engine != "dot":
+            # another layout engine, renderer or formatter: graphviz's own way, no timeout
             return self._graphviz_pipe(format, *args, encoding=encoding, **kwargs)
         data = run_dot(self.source, format or self.format or "svg",
                        self.timeout if timeout is None else timeout, self)
