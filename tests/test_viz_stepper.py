@@ -181,3 +181,9 @@ def test_big_backwards_are_refused_not_hung():
     with pytest.raises(mg.MinigradError, match="frames a player holds"):
         stepper.html()
     assert "frames a player holds" in stepper._repr_html_()  # advice, not a hang
+
+
+def test_two_displays_of_one_stepper_are_two_players():
+    stepper = mg.viz.step_backward(small()[0])
+    ids = {re.search(r'class="mg-player" id="(\w+)"', stepper._repr_html_())[1] for _ in range(2)}
+    assert len(ids) == 2

@@ -15,6 +15,7 @@ to its inputs, and the ops already done greyed out.
 from __future__ import annotations
 
 import html
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -307,7 +308,7 @@ class BackwardStepper:
 
     def _repr_html_(self) -> str:
         try:
-            return self.html(player_id=f"mgstep{id(self):x}")
+            return self.html(player_id=f"mgstep{next(_player_ids)}")  # unique per display
         except MinigradError as exc:  # no dot, or too slow: advice instead of a hang
             return f"<pre>{html.escape(str(exc))}</pre>"
 
@@ -332,6 +333,8 @@ class BackwardStepper:
                 write_atomic(stem.with_suffix(".png"), run_dot(self[k].source, "png", timeout))
         return p
 
+
+_player_ids = itertools.count(1)
 
 #: the most frames a player page holds (each is an inline SVG)
 MAX_FRAMES = 300
