@@ -181,8 +181,9 @@ def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Te
             running_var._bump()
         v = "σ²_B"
     else:
-        xc = _named(x - running_mean.astype(x.dtype).reshape(shape), "x−E[x]")
-        var = running_var.astype(x.dtype).reshape(shape)
+        mean = _named(running_mean.astype(x.dtype).reshape(shape), "E[x]")
+        xc = _named(x - mean, "x−E[x]")
+        var = _named(running_var.astype(x.dtype).reshape(shape), "Var[x]")
         v = "Var[x]"
     y = _named(xc / _named(_named(var + eps, f"{v}+ε").sqrt(), f"√({v}+ε)"), "x̂")
     if weight is not None:
