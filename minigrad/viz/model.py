@@ -74,7 +74,7 @@ def constant_value(c: Any) -> Any:
         if c is None:
             return _MISSING
     if isinstance(c, Tensor):
-        return c._data
+        return c.data
     if isinstance(c, tuple) and c and c[0] == "array":
         return _MISSING
     return c
@@ -262,7 +262,7 @@ class Builder:
             if e.record is not None:
                 a = self._data.get(self.value_id(e.record, e.index))
             elif e.leaf is not None:
-                a = e.leaf._data
+                a = e.leaf.data
             else:
                 a = constant_value((rec.consts or {}).get(i, _MISSING))
             if a is _MISSING or a is None and e is not NO_GRAD:
