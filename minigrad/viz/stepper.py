@@ -117,17 +117,17 @@ def trace_backward(loss: Any, inputs: Any = None, value_limit: int = 6) -> str:
         args = ", ".join(input_name(tape, e) if e is not NO_GRAD
                          else labels.const_text(rec, i) for i, e in enumerate(rec.edges))
         got = "; ".join(f"d{top}/d{value_name(tape, rec, i)} = "
-                        f"{labels.values_text(g, value_limit)}"
+                        f"{labels.values_text(g, value_limit, None)}"
                         for i, g in enumerate(st.received) if g is not None)
         sent = "; ".join(f"d{top}/d{input_name(tape, e)} += "
-                         f"{labels.values_text(g, value_limit)}"
+                         f"{labels.values_text(g, value_limit, None)}"
                          for e, g in zip(rec.edges, st.sent) if g is not None)
         lines.append(f"step {k:>{width}}/{n}  #{tape.number(rec)} {rec.name}({args})  "
                      f"receives {got}  sends {sent or 'nothing'}")
     for t, g in results:
         if g is not None:
             lines.append(f"result d{top}/d{tape.var_name(t)} = "
-                         f"{labels.values_text(g.data, value_limit)}")
+                         f"{labels.values_text(g.data, value_limit, None)}")
     return "\n".join(lines)
 
 
