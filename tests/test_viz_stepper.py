@@ -193,7 +193,6 @@ def test_trace_shows_whole_numbers_not_cut_text():
     x = mg.tensor([-0.38281, 0.19382, 0.18901, 0.21374, 0.16491, -0.37867], requires_grad=True,
                   name="x")
     text = mg.trace_backward((x * 1.0).sum())
-    assert "dL/dx += [-0.3828, 0.1938, 0.189, 0.2137, 0.1649, -0.3787]" not in text  # seed 1s
     assert "result dL/dx = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]" in text
     y = mg.tensor(np.full(6, 2.0), requires_grad=True, name="y")
     assert "dL/dy += [-0.3828, 0.1938, 0.189, 0.2137, 0.1649, -0.3787]" in \
