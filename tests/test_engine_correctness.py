@@ -284,6 +284,7 @@ def test_observers_see_each_record_of_their_thread_only_while_observing() -> Non
 
 def test_an_observer_can_annotate_records() -> None:
     def note(record) -> None:
+        assert record.out_meta == (((1,), np.float64),)  # the record is complete
         record.module = "my block"
 
     x = leaf([1.0])
@@ -291,3 +292,40 @@ def test_an_observer_can_annotate_records() -> None:
         y = x * 2
     assert mg.tape(y)[0].module == "my block"
     assert mg.tape(y * 3)[-1].module is None
+
+
+# ------------------------------------------- broadcasting undone by the engine
+def test_a_one_input_array_backward_function_may_return_a_broadcast_gradient() -> None:
+    class Twice(mg.Function):
+        """x * 2, whose backward hands back its gradient repeated along a new first axis."""
+
+        array_backward = True
+
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * 2.0)[None, :].repeat(3, axis=0)
+
+    x = leaf([1.0, 2.0])
+    Twice.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_a_gradient_that_cannot_be_summed_to_its_input_names_the_op() -> None:
+    class Wrong(mg.Function):
+        array_backward = True
+
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return np.ones(3)
+
+    with pytest.raises(mg.ShapeError, match=r"wrong.backward returned a gradient of shape "
+                                            r"\(3,\) for input 0, whose shape is \(2,\)"):
+        Wrong.apply(leaf([1.0, 2.0])).sum().backward()

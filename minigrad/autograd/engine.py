@@ -9,7 +9,7 @@ recursion.
 
 ``run_backward`` is the whole algorithm: order the records, seed the outputs,
 then for each record call its VJP and add what it returns to the gradients
-pending for its inputs. The helpers below it each do one of those steps.
+pending for its inputs. The functions below it each do one of those steps.
 """
 
 from __future__ import annotations
@@ -54,18 +54,14 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 continue
             if wanted:
                 _capture(rec, gs, wanted, found)
-            # A one-input primitive's gradient fits its input by construction; with more
-            # inputs, broadcasting and mixed dtypes are undone here, once for every op.
-            fit = len(rec.edges) > 1 or not rec.array_backward
             out = _vjp(rec, gs, create_graph)
             if _backward_watched[0]:  # someone steps through backward (mg.viz)
                 notify_backward(rec, gs, out)
             for e, gi in zip(rec.edges, out):
                 if gi is None or e is NO_GRAD:
                     continue
-                if fit and (gi.shape != e.shape or (gi.dtype is not e.dtype
-                                                    and gi.dtype != e.dtype)):
-                    gi = _fit(rec, e, gi)
+                if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):
+                    gi = _fit(rec, e, gi)  # undo broadcasting; cast back a mixed dtype
                 src = e.record
                 key = e.leaf if src is None else src if e.index == 0 else (src, e.index)
                 cur = pending.get(key)  # (`_accumulate`, inline: it runs once per edge)

@@ -297,18 +297,18 @@ def _record(ctx: Function, inputs: tuple, arrays: list, edges: list, constant: b
             ctx._saved_inputs = inputs
         else:
             _note_saved(ctx, inputs, arrays, out)
+    if type(out) is not tuple:
+        ys = _tensor(out, ctx, 0)
+        ys._vc = ctx._out_vc  # a saved output shares its counter with its record
+        ctx.out_meta = ((ys._edge.shape, ys._edge.dtype),)
+    else:
+        ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
+        ctx.out_meta = tuple([(y._edge.shape, y._edge.dtype) for y in ys])
+        for y, vc in zip(ys, ctx._out_vc or ()):
+            y._vc = vc
     if _observed[0]:  # some thread observes: does this one?
         for observe in _local.on_record:
             observe(ctx)
-    if type(out) is not tuple:
-        y = _tensor(out, ctx, 0)
-        y._vc = ctx._out_vc  # a saved output shares its counter with its record
-        ctx.out_meta = ((y._edge.shape, y._edge.dtype),)
-        return y
-    ys = tuple([_tensor(o, ctx, i) for i, o in enumerate(out)])
-    ctx.out_meta = tuple([(y._edge.shape, y._edge.dtype) for y in ys])
-    for y, vc in zip(ys, ctx._out_vc or ()):
-        y._vc = vc
     return ys
 
 

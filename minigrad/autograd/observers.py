@@ -50,6 +50,10 @@ _backward_watched = [0]  # how many backward observers, all threads together
 _count_lock = threading.Lock()
 
 
+# Guards the count of observers across threads (``+=`` on it is not atomic).
+_count_lock = threading.Lock()
+
+
 def add(observer: Observer) -> None:
     """Call ``observer(record)`` for every record this thread makes from now on."""
     _local.on_record.append(observer)
