@@ -31,6 +31,7 @@ from .tensor import Tensor, bool_, float16, float32, float64, int8, int16, int32
 from . import data, optim  # noqa: E402
 from .io import load, save  # noqa: E402
 from . import viz  # noqa: E402
+from .viz import trace_backward  # noqa: E402
 from . import nn  # noqa: E402
 from . import distributed  # noqa: E402
 
@@ -51,6 +52,7 @@ __all__ = [
     "manual_seed", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "nn",
     "no_grad", "not_equal", "ones", "ones_like", "optim", "pow", "rand", "randn", "relu",
     "reshape", "save", "set_grad_enabled", "sigmoid", "sqrt", "squeeze", "stack", "std", "sub",
-    "sum", "swapaxes", "synchronize", "tanh", "tape", "tensor", "transpose", "uint8",
+    "sum", "swapaxes", "synchronize", "tanh", "tape", "tensor", "trace_backward", "transpose",
+    "uint8",
     "unsqueeze", "var", "viz", "where", "zeros", "zeros_like",
 ]

@@ -9,6 +9,8 @@ VENV="${MINIGRAD_VENV:-$ROOT/.venv}"
 
 need_apt=()
 command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
+# a headless browser, for the test that steps through the saved backward player
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -113,7 +113,7 @@ def test_forward_graph_structure_and_labels():
     ops = {n: lab for n, lab in of_kind(g, "op").items()}
     assert len(ops) == 3 and len(ns) == 3 + 3 + 2  # ops, their outputs, two leaves
     assert len(edges(g)) == 7
-    seqs = [rec.seq for rec in mg.tape(y)]
+    seqs = [1, 2, 3]  # a picture numbers its records from 1, like mg.tape
     labels = sorted(ops.values())
     assert labels == sorted([f"mul\\n#{seqs[0]}", f"tanh\\n#{seqs[1]}",
                              f"sum(axis=0)\\n#{seqs[2]}"])
@@ -188,13 +188,15 @@ def test_show_values_and_grads_micrograd_style():
     assert "{a\\n() float32|data 2.0}" in lr.source
 
 
-def test_values_of_large_tensors_are_shortened_and_unkept_values_marked():
+def test_values_of_large_tensors_are_shortened_and_unsaved_values_recomputed():
     x = mg.tensor(np.arange(100.0), requires_grad=True, name="x")
     y = (x * 2.0).exp().sum()
     labels = [lab for lab, _ in nodes(mg.viz.draw_graph(y, show_values=True)).values()]
     x_label = next(lab for lab in labels if lab.startswith("x\\n"))
     assert "data [0.0, 1.0, ..., 98.0, 99.0]" in x_label
-    assert any("data ?" in lab for lab in labels)  # 2x is not saved by anything
+    # 2x is saved by nothing: its value is found by replaying the mul
+    assert any("data [0.0, 2.0, ..., 196.0, 198.0]" in lab for lab in labels)
+    assert not any("data ?" in lab or "not kept" in lab for lab in labels)
 
 
 def test_device_is_shown_only_when_not_cpu():
@@ -245,7 +247,7 @@ def test_multi_output_op():
     lo, hi = Split.apply(x)
     y = lo.sum() + hi.sum()
     g = mg.viz.draw_graph(y)
-    seq = lo.grad_fn.seq
+    seq = 1
     ns = nodes(g)
     assert ns[f"v{seq}_0"][0].startswith(f"v{seq}.0\\n(1,)")
     assert ns[f"v{seq}_1"][0].startswith(f"v{seq}.1\\n(2,)")
@@ -370,10 +372,11 @@ def test_gradient_made_with_create_graph_draws_like_any_tensor():
     y, x, w = small()
     (gx,) = mg.grad(y, x, create_graph=True)
     g = mg.viz.draw_graph(gx)
-    forward_seqs = {rec.seq for rec in mg.tape(y)}
+    tp = mg.tape(gx)  # the picture numbers records as this tape does
+    forward_seqs = {tp.number(r) for r in tp if r.seq < y.grad_fn.seq}
     op_seqs = {int(n[2:]) for n in of_kind(g, "op")}
     backward_seqs = {int(n[2:]) for n in of_kind(g, "backward_op")}
-    assert forward_seqs - {y.grad_fn.seq} <= op_seqs  # reads the forward values it needs
+    assert forward_seqs <= op_seqs  # reads the forward values it needs
     assert backward_seqs and min(backward_seqs) > max(forward_seqs)  # and backward ops
 
 
@@ -381,13 +384,19 @@ def test_engine_tag_marks_backward_ops():
     y, x, w = small()
     (gx,) = mg.grad(y, x, create_graph=True)
     last_forward = y.grad_fn.seq
-    tagged = [rec for rec in mg.tape(gx) if rec.seq > last_forward]
+    tp = mg.tape(gx)
+    first = tp[0]  # a forward record drawn in the picture: it is #1 there
+    tagged = [rec for rec in tp if rec.seq > last_forward]
     for rec in tagged:
-        rec.backward_of = last_forward  # what the engine would record
+        rec.backward_of = first.seq  # what the engine would record
     g = mg.viz.draw_graph(gx)
     backward_ops = of_kind(g, "backward_op")
     assert len(backward_ops) == len(tagged) > 0
-    assert all(f"in backward of #{last_forward}" in lab for lab in backward_ops.values())
+    assert all("in backward of #1" in lab for lab in backward_ops.values())
+    for rec in tagged:
+        rec.backward_of = last_forward  # not drawn: named by its global number
+    labs = of_kind(mg.viz.draw_graph(gx), "backward_op").values()
+    assert all(f"in backward of record seq {last_forward}" in lab for lab in labs)
 
 
 def test_derivation_two_clusters_derivative_labels_and_saved_edges():
@@ -401,20 +410,18 @@ def test_derivation_two_clusters_derivative_labels_and_saved_edges():
     assert outputs == {"dL/dx", "dL/dw"}
     assert set(of_kind(g, "grad_output")) <= bwd
     grads = {lab.split("\\n")[0] for lab in of_kind(g, "grad").values()}
-    v0, v1 = (f"v{rec.seq}" for rec in list(mg.tape(y))[:2])
+    v0, v1 = "v1", "v2"
     assert f"dL/d{v0}" in grads and f"dL/d{v1}" in grads
     assert all(kind(ns[n][1]) == "backward_op" for n in bwd if n.startswith("op"))
     assert all(kind(ns[n][1]) == "op" for n in fwd if n.startswith("op"))
     saved = [(s, d) for s, d, a in edges(g) if "style=dashed" in a]
     assert saved, "backward reads forward values, so there must be dashed edges"
-    assert all(s in fwd and d in bwd for s, d in saved)
-    # they do not pull the two passes into one column: the clusters stay side by side
-    assert all("constraint=false" in a for _, _, a in edges(g) if "style=dashed" in a)
-    # every edge from the forward cluster into the backward one is dashed
-    crossing = [(s, d) for s, d, _ in edges(g) if s in fwd and d in bwd]
-    assert sorted(crossing) == sorted(saved)
+    # each comes from a "saved ..." note inside the backward cluster: no edge crosses
+    assert all(s in bwd and d in bwd and kind(ns[s][1]) == "saved" for s, d in saved)
+    assert not [(s, d) for s, d, _ in edges(g) if (s in fwd) != (d in fwd)
+                and not s.startswith("_side")]
     # x and w are read by the backward muls: d(x*w)/dw = x
-    assert {s for s, _ in saved} >= {"x0", "x1"}
+    assert {ns[s][0] for s, _ in saved} >= {"saved x", "saved w"}
 
 
 def test_derivation_named_output_intermediate_input_and_grad_values():
@@ -565,7 +572,8 @@ def test_derivation_links_data_read_by_backward_to_the_forward_tensor():
     assert list(data.values()) == ["images\\n(2, 2) float32"]  # one node, in both passes' story
     (node,) = data
     assert node in clusters(g)["forward"][1]
-    assert any(s == node and "style=dashed" in a for s, _, a in edges(g))
+    ns = nodes(g)
+    assert any(ns[s][0] == "saved images" and "style=dashed" in a for s, _, a in edges(g))
 
 
 def test_long_op_parameters_wrap_one_per_line():
@@ -582,7 +590,7 @@ def test_long_op_parameters_wrap_one_per_line():
     y = Scale.apply(x, factor=3.0, long_parameter_name="some text", another_parameter=(1, 2))
     (label,) = of_kind(mg.viz.draw_graph(y), "op").values()
     assert label.split("\\n") == ["scale(", "  factor=3.0,", "  long_parameter_name='some text',",
-                                   "  another_parameter=(1, 2))", f"#{y.grad_fn.seq}"]
+                                   "  another_parameter=(1, 2))", "#1"]
 
 
 def test_collapse_keeps_module_outputs_used_inside_and_outside():
@@ -683,7 +691,7 @@ def test_a_big_graph_builds_quickly():
     for _ in range(2000):
         y = (y * 0.5).tanh()
     start = time.perf_counter()
-    g = mg.viz.draw_graph(y)
+    g = mg.viz.draw_graph(y, max_nodes=None)  # past the default limit when asked
     elapsed = time.perf_counter() - start
     assert len(of_kind(g, "op")) == 4000
     assert elapsed < 5.0  # about 0.2 s on a laptop; the bound only catches blow-ups
@@ -698,6 +706,6 @@ def test_derivation_of_a_gradient_keeps_forward_edges_solid():
     cl = clusters(g)
     fwd, bwd = cl["forward"][1], cl["backward"][1]
     saved = [(s, d) for s, d, a in edges(g) if "style=dashed" in a]
-    assert saved and all(s in fwd and d in bwd for s, d in saved)
+    assert saved and all(s in bwd and d in bwd for s, d in saved)
     inside = [(s, d, a) for s, d, a in edges(g) if s in fwd and d in fwd]
     assert inside and not any("style=dashed" in a for _, _, a in inside)

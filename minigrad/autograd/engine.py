@@ -24,6 +24,7 @@ from ..backend import xp_of
 from ..errors import GraphError, ShapeError
 from . import function as fn_mod
 from .anomaly import checked_vjp
+from .observers import _backward_watched, notify_backward
 from .function import NO_GRAD, Edge, Function, _freed_message, _leaf_edge, _local, _tensor
 from .hooks import run_leaf_hooks, run_record_hooks
 from .hooks import used as hooks_used
@@ -62,7 +63,10 @@ def run_backward(roots: Sequence[Any], grads: Sequence[Any], retain_graph: bool,
                 gs = run_record_hooks(rec, gs, create_graph)
             if wanted:
                 _capture(rec, gs, wanted, found)
-            for e, gi in zip(rec.edges, vjp(rec, gs, create_graph)):
+            out = vjp(rec, gs, create_graph)
+            if _backward_watched[0]:  # someone steps through backward (mg.viz)
+                notify_backward(rec, gs, out)
+            for e, gi in zip(rec.edges, out):
                 if gi is None or e is NO_GRAD:
                     continue
                 if gi.shape != e.shape or (gi.dtype is not e.dtype and gi.dtype != e.dtype):

@@ -15,6 +15,13 @@ annotate the records of another.
 
     with mg.autograd.observers.observing(note):
         y = x * 2            # mg.tape(y)[-1].module == "my layer"
+
+Backward observers are called by the engine once per VJP call, in the order it runs
+them, with ``(record, grads_in, grads_out)``: the gradient of each output the VJP
+received and what it returned per input (before the engine sums a broadcast gradient
+back to the input's shape; None for inputs that get none). ``mg.viz.step_backward``
+uses one to show backward step by step. When nobody listens the engine pays one test
+of a counter per record.
 """
 
 from __future__ import annotations
@@ -27,6 +34,20 @@ from typing import Any
 from .function import _local, _observed
 
 Observer = Callable[[Any], None]
+BackwardObserver = Callable[[Any, tuple, tuple], None]
+
+
+class _Listeners(threading.local):
+    def __init__(self) -> None:
+        self.on_backward: list = []
+
+
+_backward = _Listeners()
+_backward_watched = [0]  # how many backward observers, all threads together
+
+
+# Guards the count of observers across threads (``+=`` on it is not atomic).
+_count_lock = threading.Lock()
 
 
 # Guards the count of observers across threads (``+=`` on it is not atomic).
@@ -64,3 +85,38 @@ def observing(observer: Observer) -> Iterator[None]:
         yield
     finally:
         remove(observer)
+
+
+def add_backward(observer: BackwardObserver) -> None:
+    """Call ``observer(record, grads_in, grads_out)`` for every VJP this thread's
+    backward passes run from now on."""
+    _backward.on_backward.append(observer)
+    with _count_lock:
+        _backward_watched[0] += 1
+
+
+def remove_backward(observer: BackwardObserver) -> None:
+    """Stop calling ``observer`` (the most recently added entry of it goes)."""
+    hooks = _backward.on_backward
+    for k in range(len(hooks) - 1, -1, -1):
+        if hooks[k] is observer:
+            del hooks[k]
+            with _count_lock:
+                _backward_watched[0] -= 1
+            return
+
+
+@contextmanager
+def observing_backward(observer: BackwardObserver) -> Iterator[None]:
+    """Observe the VJP calls of the backward passes run inside the ``with`` block."""
+    add_backward(observer)
+    try:
+        yield
+    finally:
+        remove_backward(observer)
+
+
+def notify_backward(record: Any, grads_in: Any, grads_out: Any) -> None:
+    """Called by the engine after each VJP while some thread observes backward."""
+    for observe in _backward.on_backward:
+        observe(record, tuple(grads_in), tuple(grads_out))

@@ -66,6 +66,9 @@ class Tape:
                 raise TypeError(f"tape: expected Tensors, got {type(r).__name__}")
         self.roots = roots
         self.records: list[Function] = collect(roots)[::-1]
+        # Numbers local to this tape (1, 2, ...): a printout reads the same whatever ran
+        # before it. The global number stays on the record (``record.seq``).
+        self._num = {rec: k for k, rec in enumerate(self.records, 1)}
         self._names: dict[Any, str] = {}
         leaf_count = 0
         for rec in self.records:
@@ -93,8 +96,13 @@ class Tape:
     def __getitem__(self, i: int) -> Function:
         return self.records[i]
 
+    def number(self, rec: Function) -> int:
+        """The record's number in this tape: 1 for the oldest (``rec.seq`` is global)."""
+        return self._num.get(rec, rec.seq)
+
     def var_name(self, edge: Any) -> str:
-        """The Wengert-list name of a value: ``v<seq>`` for op outputs, names for leaves.
+        """The Wengert-list name of a value: ``v<k>`` for the output of this tape's record
+        ``#k``, names for named values and leaves.
 
         ``edge`` is an `Edge`, a ``(record, output index)`` pair or a leaf Tensor.
         """
@@ -105,7 +113,8 @@ class Tape:
             name = self._names.get(edge)
             if name:
                 return name
-            return f"v{node.seq}" if len(node.out_meta) == 1 else f"v{node.seq}.{idx}"
+            k = self.number(node)
+            return f"v{k}" if len(node.out_meta) == 1 else f"v{k}.{idx}"
         return self._names.get(edge, "?")
 
     def line(self, rec: Function) -> str:
@@ -117,7 +126,7 @@ class Tape:
         meta = ", ".join(f"{_fmt_shape(tuple(s))} {d}" for s, d in rec.out_meta)
         where = f"  in {rec.module}" if rec.module is not None else ""
         freed = "  (freed)" if rec.saved is None else ""
-        return (f"#{rec.seq:<4d} {outs} = {rec.name}({', '.join(args + params)})"
+        return (f"#{self.number(rec):<4d} {outs} = {rec.name}({', '.join(args + params)})"
                 f"    # {meta}{where}{freed}")
 
     def __str__(self) -> str:

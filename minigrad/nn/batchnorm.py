@@ -193,8 +193,11 @@ def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Te
                          factor: float, eps: float) -> Tensor:
     """The paper's formulas in Tensor ops; autodiff finds the gradient.
 
-    A float16 input is converted to float32 first and the result back (see the module's
-    docstring); the conversions are recorded, so gradients flow through them.
+    Each intermediate is named after its quantity in the paper's Algorithm 1 (``μ_B``,
+    ``σ²_B``, ``x̂``...; Algorithm 2's ``E[x]`` and ``Var[x]`` in evaluation), so
+    ``mg.tape`` and ``mg.viz`` show the formula rather than numbers. A float16 input is
+    converted to float32 first and the result back (see the module's docstring); the
+    conversions are recorded, so gradients flow through them.
     """
     out_dtype = x.dtype
     ct = _compute_dtype(out_dtype)
@@ -202,23 +205,33 @@ def _batch_norm_composed(x: Tensor, running_mean: Tensor | None, running_var: Te
     axes = (0, *range(2, x.ndim))              # every axis but the channel axis
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # a per-channel value, broadcastable
     if training:
-        mu = x.mean(axis=axes, keepdims=True)
-        xc = x - mu
-        var = (xc ** 2).mean(axis=axes, keepdims=True)  # biased: divides by m
+        mu = _named(x.mean(axis=axes, keepdims=True), "μ_B")
+        xc = _named(x - mu, "x−μ_B")
+        sq = _named(xc ** 2, "(x−μ_B)²")
+        var = _named(sq.mean(axis=axes, keepdims=True), "σ²_B")  # biased: divides by m
         if running_mean is not None:
             _fold_batch_stats(running_mean._data, running_var._data, mu._data.reshape(-1),
                               var._data.reshape(-1), x.size // x.shape[1], factor)
             running_mean._bump()
             running_var._bump()
+        v = "σ²_B"
     else:
-        xc = x - running_mean.astype(ct).reshape(shape)
-        var = running_var.astype(ct).reshape(shape)
-    y = xc / (var + eps).sqrt()
+        mean = _named(running_mean.astype(ct).reshape(shape), "E[x]")
+        xc = _named(x - mean, "x−E[x]")
+        var = _named(running_var.astype(ct).reshape(shape), "Var[x]")
+        v = "Var[x]"
+    y = _named(xc / _named(_named(var + eps, f"{v}+ε").sqrt(), f"√({v}+ε)"), "x̂")
     if weight is not None:
-        y = y * weight.astype(ct, copy=False).reshape(shape)
+        y = _named(y * weight.astype(ct, copy=False).reshape(shape), "γx̂")
     if bias is not None:
-        y = y + bias.astype(ct, copy=False).reshape(shape)
+        y = _named(y + bias.astype(ct, copy=False).reshape(shape),
+                   "γx̂+β" if weight is not None else "x̂+β")
     return y.astype(out_dtype, copy=False)
+
+
+def _named(t: Tensor, name: str) -> Tensor:
+    t.name = name
+    return t
 
 
 # --------------------------------------------------------------------------- fused

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ArgumentError, ArgumentTypeError
+from .output import DrawingTypeError, DrawingValueError
 from .model import OWNED_KINDS, Node, Picture
 from .scopes import ancestors, depth, parent, scope_label
 
@@ -16,17 +16,17 @@ def chosen_paths(spec: Any, kinds: dict[str, str]) -> set[str]:
         return set()
     every = {a for p in kinds for a in ancestors(p)}
     if isinstance(spec, bool) or not isinstance(spec, (int, str, Iterable)):
-        raise ArgumentTypeError(f"collapse: expected a set of module class names or a depth (int), "
-                                f"got {type(spec).__name__}")
+        raise DrawingTypeError(f"collapse: expected a set of module class names or a depth (int), "
+                        f"got {type(spec).__name__}")
     if isinstance(spec, int):
         if spec < 0:
-            raise ArgumentError(f"collapse: a depth must be 0 or more, got {spec} "
-                                "(0 folds the outermost module into one box)")
+            raise DrawingValueError(f"collapse: a depth must be 0 or more, got {spec} "
+                             "(0 folds the outermost module into one box)")
         return {p for p in every if depth(p) == spec}
     names = {spec} if isinstance(spec, str) else set(spec)
     bad = [n for n in names if not isinstance(n, str)]
     if bad:
-        raise ArgumentTypeError(f"collapse: module class names must be strings, got {bad[0]!r}")
+        raise DrawingTypeError(f"collapse: module class names must be strings, got {bad[0]!r}")
     if not names:
         return set()
     seen = {k for v in kinds.values() for k in v.split("/")}
@@ -34,7 +34,7 @@ def chosen_paths(spec: Any, kinds: dict[str, str]) -> set[str]:
     if unknown:
         where = (f"the module classes that recorded ops here are {', '.join(sorted(seen))}"
                  if seen else "no op in this graph ran inside a module")
-        raise ArgumentError(
+        raise DrawingValueError(
             f"collapse: no op in this graph ran directly inside a module of class "
             f"{', '.join(map(repr, unknown))}; {where}. (A container whose children do "
             f"all the work has no ops of its own: fold it by depth, e.g. collapse=1.)")

@@ -29,19 +29,21 @@ import numpy as np
 from ..autograd.api import grad as mg_grad
 from ..autograd.engine import collect, edge_of
 from ..autograd.tape import Tape
-from ..errors import ArgumentTypeError, GraphError
+from ..backend import xp_of
+from ..creation import as_tensor
+from ..errors import GraphError
 from ..tensor import Tensor
-from .collapse import collapse as fold
-from .draw import check_options, check_roots
+from .draw import MAX_NODES, check_options, check_roots, fit, refuse_early
 from .emit import emit
-from .model import Builder
-from .output import Graph
+from .model import Builder, Node
+from .output import DrawingTypeError, Graph
 
 
 def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
                     show_values: bool = False, show_grads: bool = False, rankdir: str = "TB",
                     collapse: Any = None, value_limit: int = 6,
-                    title: str | None = None) -> Graph:
+                    title: str | None = None, legend: bool = True,
+                    max_nodes: int | None = MAX_NODES) -> Graph:
     """Draw how ``d output / d inputs`` is computed: forward and backward side by side.
 
     The gradients are computed here with ``mg.grad(output, inputs,
@@ -49,8 +51,12 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     graph stays usable. The "forward" cluster is the graph of ``output``; the
     "backward" cluster is the graph of the gradients, with each gradient labelled
     as the derivative it holds (``dL/dx``, ``dL/dv3``; ``L`` is the output's name
-    when it has one). Dashed red arrows mark every place where the backward pass
-    reads a value from the forward pass.
+    when it has one). The backward pass starts at the seed (``dL/dL = 1``, or
+    ``grad_output``), drawn as a double circle. Where the backward pass reads a value
+    the forward pass saved, a small "saved x̂" note inside the backward cluster
+    stands for it (a dashed red arrow goes from the note to the op that reads it),
+    so no arrow crosses the forward graph. The forward cluster is always on the
+    left; ``legend`` (on by default) adds a box explaining colours and shapes.
 
     ``inputs``: a Tensor or a list of Tensors (leaves or intermediate results).
     ``grad_output``: the seed gradient when ``output`` is not a single number.
@@ -59,8 +65,8 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     """
     T = Tensor
     if not isinstance(output, T):
-        raise ArgumentTypeError(f"draw_derivation: output must be a Tensor, got "
-                                f"{type(output).__name__}")
+        raise DrawingTypeError(f"draw_derivation: output must be a Tensor, got "
+                               f"{type(output).__name__}")
     ins = check_roots("draw_derivation", (inputs,))
     rankdir = check_options("draw_derivation", rankdir, value_limit)
     if output.grad_fn is None:
@@ -69,14 +75,16 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
                          "requires_grad=True, outside mg.no_grad()")
 
     forward = collect([output])  # newest first
+    refuse_early("draw_derivation", forward * 3, max_nodes)  # backward: about twice as many
     is_forward = set(forward)
     last_forward = forward[0].seq
 
+    seed = seed_tensor(output, grad_output)
     asked = {key_of(t) for t in ins}  # the engine keeps one gradient per value
     handles = [T._wrap(np.broadcast_to(np.zeros((), dtype=dtype), shape), rec, i)
                for rec in on_the_way(forward[::-1], ins)
                for i, (shape, dtype) in enumerate(rec.out_meta) if (rec, i) not in asked]
-    grads = mg_grad(output, ins + handles, grad_outputs=grad_output, retain_graph=True,
+    grads = mg_grad(output, ins + handles, grad_outputs=seed, retain_graph=True,
                     create_graph=True, allow_unused=True)
     tape = Tape((output, *ins, *[g for g in grads if g is not None]))
     for k, g in enumerate(grads[: len(ins)]):
@@ -85,7 +93,7 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
                              "used to compute the output, so it has no derivative to draw")
 
     top = output.name or "L"
-    derivative: dict[Any, str] = {}
+    derivative: dict[Any, str] = {id(seed): f"d{top}/d{top}"}
     data: dict[Any, Any] = {}  # gradient value -> its array
     grad_of: dict[Any, Any] = {}  # forward value -> its gradient's array
     pairs = [(name_of(tape, t), key_of(t), g) for t, g in zip(ins, grads)]
@@ -108,23 +116,72 @@ def draw_derivation(output: Any, inputs: Any, grad_output: Any = None, *,
     def phase_of(rec: Any) -> str:  # mg.grad's records are newer than the whole forward
         return "forward" if rec in is_forward or rec.seq <= last_forward else "backward"
 
-    b = Builder(tape.var_name, show_values=show_values, show_grads=show_grads,
+    b = Builder(tape.var_name, number=tape.number, show_values=show_values, show_grads=show_grads,
                 value_limit=value_limit, leaf_grads=False, phase_of=phase_of,
                 derivative=derivative, data=data, grad=grad_of)
     b.add_records(tape.records)
     b.add_root(output)
+    seed_id = b.leaf(seed, kind="seed")  # the very tensor the first VJP receives
     results = [b.add_root(g, kind="grad_output") for g in grads[: len(ins)]]
     pic = b.finish()
     for nid in results:
         pic.nodes[nid].phase = "backward"
+    seed_node = pic.nodes[seed_id]
+    seed_node.kind, seed_node.phase = "seed", "backward"
+    one = grad_output is None
+    seed_node.lines = ["seed", f"d{top}/d{top}" + (" = 1" if one else "")]
+    stub_saved_values(pic)
+    pic.top = top
+    pic, title = fit("draw_derivation", pic, collapse, max_nodes, title)
+    first = next((n.id for n in pic.nodes.values() if n.phase == "forward"), None)
+    if first is not None:
+        pic.side_by_side = (first, seed_id)
+    return emit(pic, rankdir, title, legend)
+
+
+def seed_tensor(output: Any, grad_output: Any) -> Any:
+    """The gradient backward starts from, as a leaf the picture can draw.
+
+    It requires grad, so the ops the backward pass applies to it are recorded too:
+    every gradient in the picture then has a visible history back to the seed.
+    """
+    T = Tensor
+    data = output.data
+    xp = xp_of(data)
+    if grad_output is None:
+        if output.size != 1:
+            raise GraphError(f"draw_derivation: the output has shape {tuple(output.shape)}, "
+                             "not a single value; pass grad_output= (a tensor of the "
+                             "output's shape) to say which vector-Jacobian product to draw")
+        seed = xp.ones_like(data)
+    else:
+        g = grad_output.data if isinstance(grad_output, T) else grad_output
+        seed = xp.asarray(g, dtype=data.dtype) * xp.ones_like(data)  # a copy, broadcast
+    return as_tensor(seed).requires_grad_()
+
+
+def stub_saved_values(pic: Any) -> None:
+    """Draw each forward value the backward pass reads as a "saved ..." note inside the
+    backward cluster, instead of an arrow that would cross the forward graph.
+
+    A backward op reading a forward value reads what forward saved. Which pass an op
+    is in is asked of its phase, not its kind: when the output drawn is itself a
+    gradient, its forward ops were made by a backward and have the backward kind.
+    """
     nodes = pic.nodes
-    # A backward op reading a forward value reads what forward saved. Ask which pass the
-    # op is in, not its kind: when the output drawn is itself a gradient, its forward ops
-    # were made by a backward and have the backward kind.
-    pic.edges = [(s, d, "saved" if nodes[d].phase == "backward"
-                  and nodes[s].phase == "forward" else k) for s, d, k in pic.edges]
-    fold(pic, collapse)
-    return emit(pic, rankdir, title)
+    stubs: dict[str, str] = {}
+    edges = []
+    for s, d, k in pic.edges:
+        if nodes[d].phase == "backward" and nodes[s].phase == "forward":
+            stub = stubs.get(s)
+            if stub is None:
+                stub = stubs[s] = f"saved_{s}"
+                name = nodes[s].lines[0]
+                nodes[stub] = Node(stub, "saved", [f"saved {name}"], phase="backward")
+            edges.append((stub, d, "saved"))
+        else:
+            edges.append((s, d, k))
+    pic.edges = edges
 
 
 def key_of(t: Any) -> Any:

@@ -16,8 +16,10 @@ from .styles import (
     EDGE_ATTRS,
     EDGE_STYLES,
     GRAPH_ATTRS,
+    MEANING,
     MODULE_FILLS,
     NODE_ATTRS,
+    STYLES,
     TENSOR_KINDS,
     attrs,
 )
@@ -36,9 +38,15 @@ def location(node: Node, kinds: dict[str, str]) -> tuple:
     return tuple(where)
 
 
-def emit(pic: Picture, rankdir: str = "TB", title: str | None = None) -> Graph:
-    """The DOT text of ``pic`` in a ``Graph``; clusters nest like the locations."""
+def emit(pic: Picture, rankdir: str = "TB", title: str | None = None,
+         legend: bool = False) -> Graph:
+    """The DOT text of ``pic`` in a ``Graph``; clusters nest like the locations.
+
+    ``legend`` adds one box that explains the colours and shapes the picture uses.
+    """
     graph_attrs = dict(GRAPH_ATTRS, rankdir=rankdir)
+    if pic.side_by_side:
+        graph_attrs["newrank"] = "true"  # lets a rank=same group span two clusters
     g = Graph(name="minigrad", graph_attr=graph_attrs, node_attr=NODE_ATTRS,
               edge_attr=EDGE_ATTRS)
     if title:  # written here, quoted by `escape` like every label (not by graphviz's rules)
@@ -62,14 +70,62 @@ def emit(pic: Picture, rankdir: str = "TB", title: str | None = None) -> Graph:
                 members.setdefault(where[:k], [])
         members[where].append(line)
 
+    if pic.side_by_side:
+        # Two invisible points, one in each cluster, on one rank and joined by an
+        # invisible edge: the first cluster is laid out left of the second (forward
+        # left, backward right). Points, because Graphviz refuses such a flat edge
+        # next to a node drawn as a record.
+        for k, nid in enumerate(pic.side_by_side):
+            where = (("phase", pic.nodes[nid].phase),) if pic.nodes[nid].phase else ()
+            anchor = f"\t_side{k} [shape=point style=invis width=0 height=0 label=\"\"]\n"
+            members.setdefault(where, []).append(anchor)
     children: dict[tuple, list[tuple]] = {}
     for where in members:
         if where:
             children.setdefault(where[:-1], []).append(where)
     g.body.extend(members[()])
     write_clusters(g.body, (), members, children, pic.scope_kinds, "\t", [0])
-    g.body.extend(f"\t{s} -> {d}{EDGE_STYLES[k]}\n" for s, d, k in pic.edges)
+    special = pic.edge_attrs
+    g.body.extend(f"\t{s} -> {d}{special.get((s, d)) or EDGE_STYLES[k]}\n"
+                  for s, d, k in pic.edges)
+    if pic.side_by_side:
+        g.body.append("\t{rank=same; _side0; _side1}\n")
+        g.body.append("\t_side0 -> _side1 [style=invis]\n")
+    if legend:
+        g.body.append(legend_line(pic))
     return g
+
+
+def legend_line(pic: Picture) -> str:
+    """A node whose HTML label shows, for each kind drawn, its look and its meaning."""
+    kinds = {n.kind for n in pic.nodes.values()}
+    if any(k == "saved" for _, _, k in pic.edges):
+        kinds.add("saved")
+    rows = []
+    for kind, meaning in MEANING.items():
+        if kind not in kinds:
+            continue
+        style = STYLES[kind]
+        fill = style.get("fillcolor", "white")
+        border = ' style="dashed"' if "dashed" in style.get("style", "") else ""
+        rows.append(f'<tr><td bgcolor="{fill}" width="22"{border}> </td>'
+                    f'<td align="left">{html_escape(meaning.replace("dL/", f"d{pic.top}/"))}'
+                    '</td></tr>')
+    if pic.edge_attrs:
+        rows.append('<tr><td><font color="#c0392b">&lt;===</font></td>'
+                    '<td align="left">the gradient it sends to an input</td></tr>')
+    if any(k == "saved" for _, _, k in pic.edges):
+        rows.append('<tr><td><font color="#c0392b">- - &gt;</font></td>'
+                    '<td align="left">backward reads a saved value</td></tr>')
+    if not rows:
+        return ""
+    table = ('<table border="0" cellborder="1" cellspacing="2" cellpadding="2">'
+             '<tr><td colspan="2"><b>legend</b></td></tr>' + "".join(rows) + "</table>")
+    return f"\tlegend [label=<{table}> shape=plaintext fontsize=9 class=legend]\n"
+
+
+def html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def write_clusters(body: list, where: tuple, members: dict, children: dict,

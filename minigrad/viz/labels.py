@@ -65,8 +65,9 @@ def number_text(v: Any) -> str:
     return repr(v)
 
 
-def values_text(array: Any, limit: int) -> str:
-    """A few numbers of ``array``: all of them up to ``limit``, else the two ends."""
+def values_text(array: Any, limit: int, width: int | None = MAX_LINE) -> str:
+    """A few numbers of ``array``: all of them up to ``limit``, else the two ends; the
+    text is cut at ``width`` characters (None: never)."""
     if hasattr(array, "get"):  # a CuPy array: copy to the host first
         array = array.get()
     a = np.asarray(array)
@@ -75,11 +76,12 @@ def values_text(array: Any, limit: int) -> str:
     flat = a.reshape(-1)
     kind = flat.dtype.kind
     fmt = number_text if kind == "f" else str
+    cut = clip if width is not None else (lambda text, *_: text)
     if flat.size <= limit:
-        return clip("[" + ", ".join(fmt(x) for x in flat.tolist()) + "]")
+        return cut("[" + ", ".join(fmt(x) for x in flat.tolist()) + "]", width)
     head = ", ".join(fmt(x) for x in flat[:2].tolist())
     tail = ", ".join(fmt(x) for x in flat[-2:].tolist())
-    return clip(f"[{head}, ..., {tail}]")
+    return cut(f"[{head}, ..., {tail}]", width)
 
 
 # ------------------------------------------------------------------ DOT quoting

@@ -18,10 +18,12 @@ forward op they differentiate. Without the tag they are drawn as ordinary ops.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..autograd.function import NO_GRAD
 from ..autograd.engine import edge_of
 from ..tensor import Tensor
 from . import labels
@@ -50,10 +52,32 @@ class Picture:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[tuple[str, str, str]] = field(default_factory=list)
     scope_kinds: dict[str, str] = field(default_factory=dict)
+    #: ``(left, right)``: two nodes drawn side by side, left first (forward on the left)
+    side_by_side: tuple[str, str] | None = None
+    #: extra DOT attributes for some edges ``(src, dst)``, replacing their kind's style
+    edge_attrs: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the name of the output being differentiated, for the legend's ``dL/dv``
+    top: str = "L"
 
 
 #: leaf kinds that belong to the module using them (folded away with it by ``collapse``)
 OWNED_KINDS = frozenset({"param", "const"})
+
+
+_MISSING = object()
+
+
+def constant_value(c: Any) -> Any:
+    """The value of a constant a record kept (``_MISSING`` if it kept only a description)."""
+    if isinstance(c, weakref.ref):
+        c = c()
+        if c is None:
+            return _MISSING
+    if isinstance(c, Tensor):
+        return c.data
+    if isinstance(c, tuple) and c and c[0] == "array":
+        return _MISSING
+    return c
 
 
 def leaf_kind(t: Any) -> str:
@@ -74,13 +98,19 @@ class Builder:
     only those gradients, not the ``.grad`` of leaves.
     """
 
-    def __init__(self, names: Callable[[Any], str], *, show_values: bool, show_grads: bool,
+    def __init__(self, names: Callable[[Any], str], *, number: Callable[[Any], int],
+                 show_values: bool, show_grads: bool,
                  value_limit: int, leaf_grads: bool = True,
                  phase_of: Callable[[Any], str | None] | None = None,
                  derivative: dict | None = None, data: dict | None = None,
                  grad: dict | None = None) -> None:
         self.pic = Picture()
         self.names = names
+        # The picture numbers records 1, 2, ... like the Wengert list of ``mg.tape``, so
+        # it reads (and its DOT text is) the same whatever ran before; ``record.seq``
+        # keeps the global number.
+        self.number = number
+        self._by_seq: dict[int, int] = {}  # global seq -> number here (for backward_of)
         self.show_values = show_values
         self.show_grads = show_grads
         self.value_limit = value_limit
@@ -102,7 +132,8 @@ class Builder:
         """Add ``records`` (oldest first); inputs made by records not in the list are cut."""
         nodes, edges = self.pic.nodes, self.pic.edges
         for rec in records:
-            seq = rec.seq
+            seq = self.number(rec)
+            self._by_seq[rec.seq] = seq
             op_id = f"op{seq}"
             phase = self.phase_of(rec) if self.phase_of is not None else None
             made_by = getattr(rec, "backward_of", None)  # the optional engine tag (see above)
@@ -110,7 +141,9 @@ class Builder:
             lines = labels.op_lines(rec)
             lines.append(f"#{seq}" + (" (freed)" if rec.saved is None else ""))
             if made_by is not None:
-                lines.append(f"in backward of #{made_by}")
+                k = self._by_seq.get(made_by)
+                lines.append(f"in backward of #{k}" if k is not None
+                             else f"in backward of record seq {made_by}")
             scope = getattr(rec.module, "path", None)
             if scope is not None:
                 self._note_scope(scope, getattr(rec.module, "kind", "?"))
@@ -139,8 +172,15 @@ class Builder:
                     self._device[vid] = device
                 edges.append((op_id, vid, ""))
                 self._extras(vid, (rec, i))
-            if self.show_values and rec.saved:
-                self._saved_values(rec)
+            if self.show_values:
+                if rec.saved:
+                    self._saved_values(rec)
+                self._replay(rec)
+
+    def value_id(self, rec: Any, i: int) -> str:
+        """The node id of output ``i`` of ``rec``: ``v3`` (``v3_1`` for multi-output ops)."""
+        k = self.number(rec)
+        return f"v{k}_{i}" if len(rec.out_meta) > 1 else f"v{k}"
 
     def _value_lines(self, key: Any, shape: tuple, dtype: Any, device: str | None) -> list[str]:
         name = self.names(key)
@@ -152,7 +192,7 @@ class Builder:
     def _value_in(self, e: tuple) -> str:
         """The node of an op output used as an input; a dashed stub if it is not drawn."""
         rec, i = e
-        vid = f"v{rec.seq}_{i}" if len(rec.out_meta) > 1 else f"v{rec.seq}"
+        vid = self.value_id(rec, i)
         if vid not in self.pic.nodes:
             shape, dtype = rec.out_meta[i]
             lines = self._value_lines(e, shape, dtype, None)
@@ -201,9 +241,40 @@ class Builder:
             # recognise the array, so the picture shows the one tensor it is.
             known = self._arrays.get(id(c._data))
             return known[1] if known is not None else self.leaf(c)
-        cid = f"c{rec.seq}_{i}"
+        cid = f"c{self.number(rec)}_{i}"
         self.pic.nodes[cid] = Node(cid, "const", [labels.const_text(rec, i)])
         return cid
+
+    def _replay(self, rec: Any) -> None:
+        """Recompute the outputs of ``rec`` from its inputs' values, for ``show_values``.
+
+        The tape keeps only the values an op saved for backward; the others are found
+        by running the op's forward again on its inputs' values (a primitive's forward
+        is a pure function of its inputs and parameters). Ops whose forward does more
+        (a fused layer that updates running statistics) are never replayed, and a
+        value whose inputs are unknown stays unknown.
+        """
+        cls = type(rec)
+        if not cls.__module__.startswith("minigrad.ops"):
+            return
+        arrays = []
+        for i, e in enumerate(rec.edges):
+            if e.record is not None:
+                a = self._data.get(self.value_id(e.record, e.index))
+            elif e.leaf is not None:
+                a = e.leaf.data
+            else:
+                a = constant_value((rec.consts or {}).get(i, _MISSING))
+            if a is _MISSING or a is None and e is not NO_GRAD:
+                return
+            arrays.append(a)
+        try:
+            out = cls.forward(object.__new__(cls), *arrays, **(rec.params or {}))
+        except Exception:  # noqa: BLE001 - a value we cannot show is shown as not kept
+            return
+        outs = out if isinstance(out, tuple) else (out,)
+        for i, a in enumerate(outs):
+            self._data.setdefault(self.value_id(rec, i), a)
 
     def _saved_values(self, rec: Any) -> None:
         """Recover values the record saved for backward: inputs or outputs it kept."""
@@ -211,13 +282,12 @@ class Builder:
             if src is None or not hasattr(a, "shape"):
                 continue
             if src < 0:
-                many = len(rec.out_meta) > 1
-                nid = f"v{rec.seq}_{-1 - src}" if many else f"v{rec.seq}"
+                nid = self.value_id(rec, -1 - src)
             else:
                 p, j = rec.edges[src].record, rec.edges[src].index
                 if p is None:
                     continue  # a leaf (its data is known) or a constant (its label shows it)
-                nid = f"v{p.seq}_{j}" if len(p.out_meta) > 1 else f"v{p.seq}"
+                nid = self.value_id(p, j)
             self._data.setdefault(nid, a)
 
     def _extras(self, nid: str, key: Any) -> None:
@@ -280,7 +350,8 @@ class Builder:
                 fields = []
                 if self.show_values:
                     a = self._data.get(nid)
-                    text = "?" if a is None else labels.values_text(a, self.value_limit)
+                    text = ("(not kept)" if a is None
+                            else labels.values_text(a, self.value_limit))
                     fields.append(f"data {text}")
                 if self.show_grads and nid in self._grad:
                     g = self._grad[nid]

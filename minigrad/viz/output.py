@@ -7,6 +7,9 @@ into SVG/PNG/PDF (and showing it in Jupyter) runs Graphviz's ``dot`` program.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,14 @@ INSTALL_HINT = (
     "mg.viz.save(graph, 'graph.dot') still writes it.")
 
 
+class DrawingValueError(ArgumentError):
+    """A drawing option or path with a value ``mg.viz`` cannot use; the message says which."""
+
+
+class DrawingTypeError(ArgumentTypeError):
+    """``mg.viz`` got an argument of the wrong type (e.g. not a Tensor)."""
+
+
 class GraphvizNotFoundError(graphviz.ExecutableNotFound, MinigradError):
     """Graphviz's ``dot`` is not installed; the message says how to install it."""
 
@@ -34,43 +45,121 @@ class RenderError(MinigradError, RuntimeError):
     """Graphviz's ``dot`` ran but failed; the message quotes what it said."""
 
 
-def _stderr(exc: Exception) -> str:
-    err = getattr(exc, "stderr", None) or b""
-    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
-    return text.strip() or str(exc)
+#: seconds ``dot`` may run before rendering gives up (``Graph.timeout``, ``save(timeout=)``)
+RENDER_TIMEOUT = 30.0
+
+
+class RenderTimeoutError(MinigradError, TimeoutError):
+    """Graphviz's ``dot`` ran longer than the timeout; the message says how to draw less."""
+
+
+def timeout_message(graph: Any, timeout: float) -> str:
+    n = graph.source.count(" [label=")
+    return (f"render: Graphviz's `dot` did not finish laying out this picture ({n} nodes) "
+            f"within {timeout:g} s, so it was stopped. Draw less: collapse=1 (or a set of "
+            "module class names such as {'BatchNorm2d'}) folds modules into boxes, "
+            "max_depth=k draws only the last k ops; or allow more time with timeout= "
+            "(Graph.timeout for Jupyter). graph.source still gives the DOT text.")
 
 
 class Graph(graphviz.Digraph):
-    """A ``graphviz.Digraph`` that explains how to install Graphviz when ``dot`` is missing.
+    """A ``graphviz.Digraph`` that renders with a timeout and explains a missing ``dot``.
 
     Show it in Jupyter by leaving it as the last expression of a cell; ``.source``
     is the DOT text; ``.render("name", format="svg")`` writes a file (or use
-    ``mg.viz.save(graph, "name.svg")``).
+    ``mg.viz.save(graph, "name.svg")``). ``dot`` runs at most ``timeout`` seconds
+    (``RENDER_TIMEOUT``, 30 s, unless set on the graph or passed to ``pipe``,
+    ``render`` or ``save``); past that a ``RenderTimeoutError`` says how to draw
+    less, and a Jupyter cell shows that advice instead of hanging.
     """
 
-    def pipe(self, *args: Any, **kwargs: Any) -> Any:
+    timeout: float | None = RENDER_TIMEOUT
+
+    def pipe(self, format: str | None = None, *args: Any, encoding: str | None = None,
+             timeout: float | None = None, **kwargs: Any) -> Any:
+        """The picture rendered by ``dot`` in ``format`` (bytes, or text with ``encoding``)."""
+        kwargs.pop("quiet", None)
+        if args or any(v is not None for v in kwargs.values()) or self.engine != "dot":
+            # another layout engine, renderer or formatter: graphviz's own way, no timeout
+            return self._graphviz_pipe(format, *args, encoding=encoding, **kwargs)
+        data = run_dot(self.source, format or self.format or "svg",
+                       self.timeout if timeout is None else timeout, self)
+        return data.decode(encoding) if encoding else data
+
+    def _graphviz_pipe(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().pipe(*args, **kwargs)
-        except GraphvizNotFoundError:
-            raise
         except graphviz.ExecutableNotFound:
             raise GraphvizNotFoundError() from None
 
-    def render(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().render(*args, **kwargs)
-        except GraphvizNotFoundError:
-            raise
-        except graphviz.ExecutableNotFound:
-            raise GraphvizNotFoundError() from None
+    def render(self, filename: Any = None, directory: Any = None, view: bool = False,
+               cleanup: bool = False, format: str | None = None, *,
+               outfile: Any = None, timeout: float | None = None, **kwargs: Any) -> str:
+        """Write the picture to a file like ``graphviz.Digraph.render``, within ``timeout``.
+
+        ``outfile`` names the file (its suffix gives the format); otherwise the DOT
+        source is saved as ``filename`` and the picture next to it (``g.gv.svg``).
+        """
+        if view or kwargs:
+            try:
+                return super().render(filename, directory, view, cleanup, format,
+                                      outfile=outfile, **kwargs)
+            except graphviz.ExecutableNotFound:
+                raise GraphvizNotFoundError() from None
+        if outfile is not None:
+            target = Path(outfile)
+            fmt = format or FORMATS.get(target.suffix.lower()) or self.format or "pdf"
+        else:
+            fmt = format or self.format or "pdf"
+            source_path = Path(self.save(filename, directory))
+            target = Path(f"{source_path}.{fmt}")
+        data = self.pipe(format=fmt, timeout=timeout)
+        write_atomic(target, data)
+        if cleanup and outfile is None:
+            source_path.unlink()
+        return str(target)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> dict:
-        # In a notebook a missing `dot` should read as advice, not as a traceback.
+        # In a notebook a missing `dot` or a picture too big to lay out should read as
+        # advice, not as a traceback or a cell that never finishes.
         try:
             return super()._repr_mimebundle_(include, exclude, **kwargs)
         except graphviz.ExecutableNotFound:
             return {"text/plain": INSTALL_HINT}
+        except RenderTimeoutError as exc:
+            return {"text/plain": str(exc)}
+
+
+def run_dot(source: str, fmt: str, timeout: float | None, graph: Any = None) -> bytes:
+    """Run ``dot -T<fmt>`` on ``source``; stop it after ``timeout`` seconds."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizNotFoundError()
+    try:
+        proc = subprocess.run([exe, f"-T{fmt}"], input=source.encode("utf-8"),
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RenderTimeoutError(timeout_message(graph if graph is not None else
+                                                 graphviz.Source(source), timeout)) from None
+    if proc.returncode != 0:
+        said = proc.stderr.decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
+        raise RenderError(f"render: Graphviz's dot could not render this picture: {said}")
+    return proc.stdout
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so a crash leaves no half file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture is for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 #: file suffix -> Graphviz output format
@@ -78,33 +167,27 @@ FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": 
 DOT_SUFFIXES = (".dot", ".gv")
 
 
-def save(graph: graphviz.Digraph, path: str | os.PathLike) -> Path:
+def save(graph: graphviz.Digraph, path: str | os.PathLike,
+         timeout: float | None = RENDER_TIMEOUT) -> Path:
     """Write ``graph`` to ``path``; the suffix picks the format.
 
-    ``.svg``, ``.png``, ``.pdf``, ``.jpg`` run Graphviz's ``dot``; ``.dot`` and
-    ``.gv`` write the DOT text and need no Graphviz at all. Returns the path.
+    ``.svg``, ``.png``, ``.pdf``, ``.jpg`` run Graphviz's ``dot``, for at most
+    ``timeout`` seconds (30 by default; None waits for ever); ``.dot`` and ``.gv``
+    write the DOT text and need no Graphviz at all. Returns the path.
     """
     if not (hasattr(graph, "source") and hasattr(graph, "pipe")):
-        raise ArgumentTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
-                                f"{type(graph).__name__}")
+        raise DrawingTypeError(f"save: expected a graph from mg.viz.draw_graph, got "
+                               f"{type(graph).__name__}")
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in DOT_SUFFIXES:
-        p.write_text(graph.source, encoding="utf-8")
+        write_atomic(p, graph.source.encode("utf-8"))
         return p
     fmt = FORMATS.get(suffix)
     if fmt is None:
         known = ", ".join([*FORMATS, *DOT_SUFFIXES])
-        raise ArgumentError(f"save: cannot tell the format from {p.name!r}; end the file name "
-                            f"with one of {known}")
-    try:
-        data = graph.pipe(format=fmt)
-    except GraphvizNotFoundError:
-        raise
-    except graphviz.ExecutableNotFound:
-        raise GraphvizNotFoundError() from None
-    except graphviz.CalledProcessError as exc:
-        raise RenderError(f"save: Graphviz's dot could not render {p.name!r}: "
-                          f"{_stderr(exc)}") from None
-    p.write_bytes(data)
+        raise DrawingValueError(f"save: cannot tell the format from {p.name!r}; end the file "
+                                f"name with one of {known}")
+    data = run_dot(graph.source, fmt, timeout, graph)
+    write_atomic(p, data)
     return p
