@@ -141,11 +141,11 @@ def test_ex01_checks() -> None:
 
     with fails("already holds a gradient"):
         checks.ex01_accumulation(s.grad_after_three, keeps_old)
-    checks.ex01_no_grad(s.records_no_grad, s.edges_no_grad, s.value_known)
+    checks.ex01_no_grad(s.records_no_grad, s.edges_no_grad, s.value_saved)
     with fails("records_no_grad"):
-        checks.ex01_no_grad(2, 0, s.value_known)
+        checks.ex01_no_grad(2, 0, s.value_saved)
     with fails("x \\* 2"):
-        checks.ex01_no_grad(0, 0, {"x": True, "x * 2": True, "e": True})
+        checks.ex01_no_grad(0, 0, {"x": True, "x * 2": True, "e": False})
 
 
 def test_ex02_checks() -> None:

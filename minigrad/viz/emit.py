@@ -7,7 +7,7 @@ times faster than calling ``Digraph.node`` for each.
 
 from __future__ import annotations
 
-from .labels import escape, label
+from .labels import escape, escape_html, label
 from .model import Node, Picture
 from .output import Graph
 from .scopes import ancestors, scope_label
@@ -109,7 +109,7 @@ def legend_line(pic: Picture) -> str:
         fill = style.get("fillcolor", "white")
         border = ' style="dashed"' if "dashed" in style.get("style", "") else ""
         rows.append(f'<tr><td bgcolor="{fill}" width="22"{border}> </td>'
-                    f'<td align="left">{html_escape(meaning.replace("dL/", f"d{pic.top}/"))}'
+                    f'<td align="left">{escape_html(meaning.replace("dL/", f"d{pic.top}/"))}'
                     '</td></tr>')
     if pic.edge_attrs:
         rows.append('<tr><td><font color="#c0392b">&lt;===</font></td>'
@@ -122,10 +122,6 @@ def legend_line(pic: Picture) -> str:
     table = ('<table border="0" cellborder="1" cellspacing="2" cellpadding="2">'
              '<tr><td colspan="2"><b>legend</b></td></tr>' + "".join(rows) + "</table>")
     return f"\tlegend [label=<{table}> shape=plaintext fontsize=9 class=legend]\n"
-
-
-def html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def write_clusters(body: list, where: tuple, members: dict, children: dict,

@@ -102,6 +102,16 @@ def escape(text: Any) -> str:
     return text.translate(_CONTROL)
 
 
+# In an HTML-like label a backslash is literal, so a control character shows as \x07.
+_HTML = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+_HTML.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"})
+
+
+def escape_html(text: Any) -> str:
+    """``text`` (made a string) safe inside an HTML-like DOT label, reading as itself."""
+    return str(text).translate(_HTML)
+
+
 _RECORD_SPECIAL = str.maketrans({c: "\\" + c for c in "{}|<>"})
 
 

@@ -131,8 +131,11 @@ class Graph(graphviz.Digraph):
             return {"text/plain": str(exc)}
 
 
-def run_dot(source: str, fmt: str, timeout: float | None, graph: Any = None) -> bytes:
-    """Run ``dot -T<fmt>`` on ``source``; stop it after ``timeout`` seconds."""
+def run_dot(source: str, fmt: str, timeout: float | None, graph: Any = None,
+            what: str = "render: Graphviz's dot could not render this picture") -> bytes:
+    """Run ``dot -T<fmt>`` on ``source``; stop it after ``timeout`` seconds.
+
+    A failing ``dot`` raises `RenderError`: ``what``, then what ``dot`` said."""
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizNotFoundError()
@@ -144,7 +147,7 @@ def run_dot(source: str, fmt: str, timeout: float | None, graph: Any = None) -> 
                                                  graphviz.Source(source), timeout)) from None
     if proc.returncode != 0:
         said = proc.stderr.decode("utf-8", "replace").strip() or f"exit status {proc.returncode}"
-        raise RenderError(f"render: Graphviz's dot could not render this picture: {said}")
+        raise RenderError(f"{what}: {said}")
     return proc.stdout
 
 
@@ -188,6 +191,7 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike,
         known = ", ".join([*FORMATS, *DOT_SUFFIXES])
         raise DrawingValueError(f"save: cannot tell the format from {p.name!r}; end the file "
                                 f"name with one of {known}")
-    data = run_dot(graph.source, fmt, timeout, graph)
+    data = run_dot(graph.source, fmt, timeout, graph,
+                   what=f"save: Graphviz's dot could not render {p.name!r}")
     write_atomic(p, data)
     return p

@@ -29,9 +29,9 @@ def fresh_gradient(c, s):
     return c.grad.numpy()
 
 
-# Exercise 3: under no_grad nothing is recorded: an empty tape and a one-node picture. With
-# show_values=True the picture knows the leaf x and the root e; x * 2 was saved by no
-# record (sum needs only its input's shape), so it reads "data ?".
+# Exercise 3: under no_grad nothing is recorded: an empty tape and a one-node picture. For
+# backward, mul keeps its inputs (x, and the constant 2: each is the other's derivative);
+# sum needs only its input's shape, so x * 2 is kept by no record, and nothing reads e.
 records_no_grad = 0
 edges_no_grad = 0
-value_known = {"x": True, "x * 2": False, "e": True}
+value_saved = {"x": True, "x * 2": False, "e": False}
