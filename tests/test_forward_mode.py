@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import minigrad as mg
 import minigrad.nn.functional as F
@@ -420,3 +423,27 @@ def test_forward_mode_is_per_thread() -> None:
     assert tan.item() == 2.0
     assert seen["grad"] == pytest.approx(3 * (1 - np.tanh(6.0) ** 2))
     assert seen["tangent"] is None
+
+
+# ----------------------------------------------------------------- broadcasting, drawn
+BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+          "div": lambda a, b: a / (b * b + 1.0), "maximum": mg.maximum,
+          "where": lambda a, b: mg.where(a > b, a * b, b)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3),
+       name=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2**32 - 1))
+def test_binary_jvps_with_broadcasting_match_their_vjps(shapes: Any, name: str,
+                                                         seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(s) for s in shapes.input_shapes]
+    vs = [rng.standard_normal(s) for s in shapes.input_shapes]
+    fn = BINARY[name]
+    y, jv = mg.jvp(fn, tuple(mg.tensor(x) for x in xs), tuple(vs))
+    assert jv.shape == y.shape == shapes.result_shape
+    _, vjp_fn = mg.vjp(fn, *[mg.tensor(x) for x in xs])
+    u = rng.standard_normal(y.shape)
+    jtu = vjp_fn(mg.tensor(u))
+    assert float(np.sum(u * jv.numpy())) == pytest.approx(
+        sum(float(np.sum(g.numpy() * v)) for g, v in zip(jtu, vs)), rel=1e-9, abs=1e-12)
