@@ -759,6 +759,8 @@ JVP_CASES: dict[str, tuple[Callable, list]] = {
                   [(2, 2, 4, 4), (3, 2, 3, 3)]),
     "batch_norm_fused": (lambda x, w, b: bn_mod.batch_norm(x, None, None, w, b),
                          [(4, 2, 3, 3), (2,), (2,)]),
+    # on the GPU a round trip through the host: the tangent travels with the value
+    "to_cpu_and_back": (lambda x: (x.to("cpu").exp() * 2).to(x.device), [(2, 3)]),
 }
 
 
