@@ -780,6 +780,8 @@ JVP_CASES: dict[str, tuple[Callable, list]] = {
                   [(2, 2, 4, 4), (3, 2, 3, 3)]),
     "batch_norm_fused": (lambda x, w, b: bn_mod.batch_norm(x, None, None, w, b),
                          [(4, 2, 3, 3), (2,), (2,)]),
+    # on the GPU a round trip through the host: the tangent travels with the value
+    "to_cpu_and_back": (lambda x: (x.to("cpu").exp() * 2).to(x.device), [(2, 3)]),
 }
 
 
@@ -838,3 +840,14 @@ def test_hooks_checkpoint_and_anomaly_on_cuda(cp: Any) -> None:
     z = mg.tensor(np.zeros(2), device="cuda", requires_grad=True)
     with mg.detect_anomaly(), pytest.raises(mg.GraphError, match="backward of sqrt"):
         (z * 1).sqrt().sum().backward()
+
+
+@gpu
+def test_dropout_inside_a_checkpoint_on_cuda_recomputes_the_same_mask(cp: Any) -> None:
+    mg.manual_seed(1)
+    x = mg.tensor(np.ones((64, 32)), device="cuda", requires_grad=True)
+    w = normal((64, 32), F64)
+    y = mg.checkpoint(lambda t: F.dropout(t, 0.5), x)
+    (y * mg.tensor(w, device="cuda")).sum().backward()
+    # y = x * mask with x = 1: the gradient is the same mask times w
+    np.testing.assert_array_equal(x.grad.numpy(), y.numpy() * w)

@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import minigrad as mg
 import minigrad.nn.functional as F
@@ -160,8 +163,11 @@ CASES = [
          [((2, 3), grid(0.25)), ((3,), grid(0.75))]),
     Case("minimum", mg.minimum, lambda t, a, b: t.minimum(a, b),
          [((2, 3), grid(0.25)), ((2, 3), grid(0.75))]),
-    Case("sum_to", lambda a: sum_to(a, (1, 3)) * 2, None, [((2, 3), N)]),
-    Case("scatter_add", lambda a: scatter_add(a, idx=IDX, shape=(3, 2)), None, [((4, 2), N)]),
+    Case("sum_to", lambda a: sum_to(a, (1, 3)) * 2, lambda t, a: a.sum(0, keepdim=True) * 2,
+         [((2, 3), N)]),
+    Case("scatter_add", lambda a: scatter_add(a, idx=IDX, shape=(3, 2)),
+         lambda t, a: t.zeros(3, 2, dtype=a.dtype).index_add(0, t.from_numpy(IDX), a),
+         [((4, 2), N)]),
     Case("softmax", lambda a: F.softmax(a, axis=0), lambda t, a: a.softmax(0), [((3, 4), N)]),
     Case("log_softmax", F.log_softmax, lambda t, a: a.log_softmax(-1),
          [((3, 4), N)]),
@@ -188,10 +194,12 @@ CASES = [
     Case("conv2d_nobias", F.conv2d, lambda t, x, w: _tf(t).conv2d(x, w),
          [((1, 2, 4, 4), N), ((2, 2, 2, 2), N)]),
     Case("conv2d_input_grad", lambda g, w: conv2d_input_grad(
-        g, w, x_shape=(2, 2, 5, 5), stride=(2, 2), padding=(1, 1)), None,
+        g, w, x_shape=(2, 2, 5, 5), stride=(2, 2), padding=(1, 1)),
+         lambda t, g, w: _tf(t).conv_transpose2d(g, w, stride=2, padding=1),
          [((2, 3, 3, 3), N), ((3, 2, 3, 3), N)]),
     Case("conv2d_weight_grad", lambda x, g: conv2d_weight_grad(
-        x, g, kernel=(3, 3), stride=(2, 2), padding=(1, 1)), None,
+        x, g, kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
+         lambda t, x, g: t.nn.grad.conv2d_weight(x, (3, 2, 3, 3), g, stride=2, padding=1),
          [((2, 2, 5, 5), N), ((2, 3, 3, 3), N)]),
     Case("max_pool2d_tiled", lambda x: F.max_pool2d(x, 2), lambda t, x: _tf(t).max_pool2d(x, 2),
          [((2, 2, 4, 4), N)]),
@@ -436,3 +444,27 @@ def test_forward_mode_is_per_thread() -> None:
     assert tan.item() == 2.0
     assert seen["grad"] == pytest.approx(3 * (1 - np.tanh(6.0) ** 2))
     assert seen["tangent"] is None
+
+
+# ----------------------------------------------------------------- broadcasting, drawn
+BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+          "div": lambda a, b: a / (b * b + 1.0), "maximum": mg.maximum,
+          "where": lambda a, b: mg.where(a > b, a * b, b)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3),
+       name=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2**32 - 1))
+def test_binary_jvps_with_broadcasting_match_their_vjps(shapes: Any, name: str,
+                                                         seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(s) for s in shapes.input_shapes]
+    vs = [rng.standard_normal(s) for s in shapes.input_shapes]
+    fn = BINARY[name]
+    y, jv = mg.jvp(fn, tuple(mg.tensor(x) for x in xs), tuple(vs))
+    assert jv.shape == y.shape == shapes.result_shape
+    _, vjp_fn = mg.vjp(fn, *[mg.tensor(x) for x in xs])
+    u = rng.standard_normal(y.shape)
+    jtu = vjp_fn(mg.tensor(u))
+    assert float(np.sum(u * jv.numpy())) == pytest.approx(
+        sum(float(np.sum(g.numpy() * v)) for g, v in zip(jtu, vs)), rel=1e-9, abs=1e-12)

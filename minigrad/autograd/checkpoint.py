@@ -14,8 +14,10 @@ lists or tuples of them). A tensor that requires grad reached any other way (a
 global, an attribute of some other object) cannot be connected to the record: the
 backward finds it in the recomputed graph and raises, rather than leave its gradient
 out. Random numbers: the CPU generator's state is saved before the forward and
-restored for the recomputation, so dropout draws the same mask; CuPy's generator is
-not restored (a dropout inside a checkpoint on the GPU would draw a new mask). The
+restored for the recomputation, so dropout draws the same mask. CuPy's generator has no
+state to save: on the GPU each checkpoint draws a seed from it and seeds it with that
+before its forward and again before the recomputation, so the masks agree too (but differ
+from those of a run without the checkpoint, whose stream is not reseeded). The
 buffers of the modules found (BatchNorm's running statistics) are put back after the
 recomputation, so a batch is folded into them once, as in the plain run.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import backend as _backend
 from .. import random as _random
 from ..errors import GraphError
 from . import function as fn_mod
@@ -39,7 +42,7 @@ class Checkpoint(Function):
 
     @staticmethod
     def forward(ctx: Any, *arrays: Any, run: Callable[[], Any], n_args: int) -> Any:
-        ctx.rng = _random.get_state()
+        ctx.rng, ctx.device_seed = _random.get_state(), _device_seed()
         with no_grad():
             outs = run()
         # The Tensor arguments, for the recomputation: saved, so that backward frees them
@@ -56,6 +59,8 @@ class Checkpoint(Function):
         mark = next(fn_mod._seq)
         state, buffers = _random.get_state(), _buffers(run.modules)
         _random.set_state(ctx.rng)
+        if ctx.device_seed is not None:
+            _backend._cupy.random.seed(ctx.device_seed)
         try:
             with enable_grad():
                 xs = [_input(next(saved), need[k], create) if run.is_tensor(a) else a
@@ -77,6 +82,18 @@ class Checkpoint(Function):
                        retain_graph=create, create_graph=create, allow_unused=True))
         return tuple(next(gs) if isinstance(t, fn_mod._Tensor) and need[k] else None
                      for k, t in enumerate(sources))
+
+
+def _device_seed() -> int | None:
+    """When the GPU is in use: a fresh seed for CuPy's generator, which it is seeded with
+    now and again before the recomputation (its state cannot be saved and restored like
+    the CPU generator's), so both draw the same numbers. None on the CPU."""
+    if not _backend.cuda_in_use or _backend._cupy is None:
+        return None
+    gen = _random.generator("cuda")  # seeded from mg.manual_seed first, if it is due
+    seed = int(gen.randint(0, 2**31 - 1))
+    gen.seed(seed)
+    return seed
 
 
 def _input(a: Any, needs_grad: bool, create: bool) -> Any:

@@ -73,6 +73,9 @@ def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., tuple
     xs = _leaves(primals)
     out = fn(*xs)
     outs, multi = _as_tuple(out)
+    for o in outs:
+        if not isinstance(o, fn_mod._Tensor):
+            raise GraphError(f"vjp: the function must return Tensors, got {type(o).__name__}")
 
     def vjp_fn(*cotangents: Any) -> tuple:
         if len(cotangents) != len(outs):
@@ -119,12 +122,11 @@ def _forward_blocks(fn: Callable[..., Any], xs: tuple) -> tuple:
 
     with no_grad():
         outs, multi_out = _as_tuple(fn(*xs))
-    zeros = [xp_of(x._data).zeros_like(x._data) for x in xs]
     blocks = [[] for _ in outs]
     for j, x in enumerate(xs):
         cols: list = [[] for _ in outs]
         for k in range(x.size):
-            tans = list(zeros)
+            tans: list = [None] * len(xs)  # the other inputs stay out: no work for them
             tans[j] = _unit(x.shape, k, x._data)
             _, ts = jvp(fn, xs, tuple(tans))
             for i, t in enumerate(_as_tuple(ts)[0]):
