@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import GraphError
+from ..errors import ArgumentError, ArgumentTypeError, GraphError
 from . import function as fn_mod
 from .engine import run_backward
 
@@ -31,13 +31,14 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None,
     ins = _as_list(inputs)
     for t in ins:
         if not isinstance(t, T):
-            raise TypeError(f"grad: inputs must be Tensors, got {type(t).__name__}")
+            raise ArgumentTypeError(f"grad: inputs must be Tensors, got {type(t).__name__}")
         if not t._rg:
             raise GraphError("grad: an input does not require grad, so it has no gradient; "
                              "create it with requires_grad=True")
     gos: Sequence[Any] = [None] * len(outs) if grad_outputs is None else _as_list(grad_outputs)
     if len(gos) != len(outs):
-        raise ValueError(f"grad: {len(outs)} outputs but {len(gos)} grad_outputs")
+        raise ArgumentError(f"grad: {len(outs)} outputs but {len(gos)} grad_outputs; give one "
+                            "grad_output per output (None for a scalar output)")
     if retain_graph is None:
         retain_graph = create_graph
     # An input listed twice gets its gradient twice: the engine sees each once.

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import xp_of
-from ..errors import GraphError, ShapeError
+from ..errors import ArgumentTypeError, GraphError, ShapeError
 from . import function as fn_mod
 from .anomaly import checked_vjp
 from .observers import _backward_watched, notify_backward
@@ -241,7 +241,8 @@ def _store_leaf_grads(pending: dict, seeds: Sequence[Any], create_graph: bool) -
 def _check_roots(roots: Sequence[Any]) -> None:
     for r in roots:
         if not isinstance(r, fn_mod._Tensor):
-            raise TypeError(f"backward: expected Tensors as outputs, got {type(r).__name__}")
+            raise ArgumentTypeError(f"backward: expected Tensors as outputs, got "
+                                    f"{type(r).__name__}")
         if not r._rg:
             raise GraphError(
                 "backward: the output does not require grad and has no recorded history; "

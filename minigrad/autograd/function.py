@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import numpy as _np
 
 from .. import backend as _backend
-from ..errors import DeviceError, DTypeError, GraphError, MinigradError, ShapeError
+from ..errors import (DeviceError, DTypeError, GraphError, IndexOutOfRangeError, MinigradError,
+                      NotSupportedError, ShapeError)
 
 
 class _ThreadState(threading.local):
@@ -146,11 +147,11 @@ class Function:
     # ----------------------------------------------------------------- user API
     @staticmethod
     def forward(ctx: Any, *args: Any, **params: Any) -> Any:
-        raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
+        raise NotSupportedError("a Function subclass must define forward(ctx, *arrays)")
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
-        raise NotImplementedError("a Function subclass must define backward(ctx, *grads)")
+        raise NotSupportedError("a Function subclass must define backward(ctx, *grads)")
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays (inputs, outputs or intermediates) for ``backward``."""
@@ -451,7 +452,7 @@ def _op_error(cls: type, inputs: tuple, params: dict, exc: Exception) -> Excepti
     extra = f" with {', '.join(f'{k}={v!r}' for k, v in params.items())}" if params else ""
     msg = f"{name}: cannot apply to operands ({operands}){extra}: {exc}"
     if isinstance(exc, IndexError):
-        return IndexError(msg)
+        return IndexOutOfRangeError(msg)
     if isinstance(exc, TypeError):
         return DTypeError(msg)
     return ShapeError(msg)

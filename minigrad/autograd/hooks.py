@@ -17,7 +17,7 @@ import itertools
 import weakref
 from typing import Any
 
-from ..errors import GraphError, ShapeError
+from ..errors import ArgumentTypeError, GraphError, ShapeError
 from . import function as fn_mod
 
 _ids = itertools.count()
@@ -67,7 +67,7 @@ def _store(t: Any) -> dict:
 def register_hook(t: Any, fn: Any) -> RemovableHandle:
     """Call ``fn(grad)`` with ``t``'s gradient; see `Tensor.register_hook`."""
     if not callable(fn):
-        raise TypeError(f"register_hook: expected a function, got {type(fn).__name__}")
+        raise ArgumentTypeError(f"register_hook: expected a function, got {type(fn).__name__}")
     if not t._rg:
         raise GraphError("register_hook: the tensor does not require grad, so no gradient "
                          "will ever reach a hook on it")

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..errors import ArgumentTypeError
 from . import function as fn_mod
 from .engine import collect
 from .function import NO_GRAD, Edge, Function
@@ -63,7 +64,7 @@ class Tape:
         T = fn_mod._Tensor
         for r in roots:
             if not isinstance(r, T):
-                raise TypeError(f"tape: expected Tensors, got {type(r).__name__}")
+                raise ArgumentTypeError(f"tape: expected Tensors, got {type(r).__name__}")
         self.roots = roots
         self.records: list[Function] = collect(roots)[::-1]
         # Numbers local to this tape (1, 2, ...): a printout reads the same whatever ran

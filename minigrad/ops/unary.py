@@ -182,7 +182,7 @@ def astype(x: Any, dtype: Any) -> Any:
     from ..tensor import Tensor
 
     dtype = np.dtype(dtype)
-    if dtype.kind not in "fc":
+    if dtype.kind != "f":  # only floating-point tensors carry gradients
         return Tensor._wrap(x._data.astype(dtype))
     return AsType.apply(x, dtype=dtype)
 
