@@ -865,3 +865,101 @@ def ex11_watch(train_watching: Callable) -> None:
         if not diverges and steps != 40:
             _fail(ex, f"a healthy run should use all 40 batches, it stopped after {steps}")
     _ok(ex)
+
+
+# ============================================================================ 13
+def ex13_hypot(Hypot: Any) -> None:
+    """Exercise 13.1: ``Hypot`` (sqrt(a² + b²)) with a VJP and a JVP, the JVP with one tangent."""
+    ex = "exercise 1 (a JVP rule with two inputs)"
+    rng = _rng(13)
+    a = mg.tensor(rng.standard_normal((3, 4)) + 0.5)
+    b = mg.tensor(rng.standard_normal((3, 4)) - 0.5)
+    ta, tb = mg.tensor(rng.standard_normal((3, 4))), mg.tensor(rng.standard_normal((3, 4)))
+    an, bn, z = a.numpy(), b.numpy(), np.hypot(a.numpy(), b.numpy())
+    apply = getattr(Hypot, "apply", None)
+    out = _call(ex, "Hypot.apply(a, b)", apply, a, b)
+    _close(ex, "Hypot.apply(a, b)", out, z, 1e-12)
+    leaves = [mg.tensor(an, requires_grad=True), mg.tensor(bn, requires_grad=True)]
+    try:
+        mg.gradcheck(apply, leaves)
+    except mg.GradcheckError as exc:
+        _fail(ex, f"the backward (VJP) disagrees with finite differences: {exc}")
+    for tangents, want, what in (((ta, tb), (an * ta.numpy() + bn * tb.numpy()) / z,
+                                  "both inputs carry tangents"),
+                                 ((ta, None), an * ta.numpy() / z, "only a carries a tangent"),
+                                 ((None, tb), bn * tb.numpy() / z, "only b carries a tangent")):
+        try:
+            _, tangent = mg.jvp(apply, (a, b), tangents)
+        except Exception as exc:  # noqa: BLE001 - any error in the answer is reported as such
+            raise CheckFailed(f"{ex}: mg.jvp(Hypot.apply, ...) when {what} raised "
+                              f"{type(exc).__name__}: {exc} (jvp gets one tangent per input, "
+                              "maybe ZERO, and must return one tangent: Hypot has one "
+                              "output)") from exc
+        if isinstance(tangent, tuple):
+            _fail(ex, f"the JVP returned {len(tangent)} tangents; Hypot has one output, so "
+                  "jvp must return one tangent (the inputs' tangents summed into it)")
+        _close(ex, f"the output tangent when {what}", tangent, want, 1e-12)
+    _ok(ex, "value, VJP (gradcheck) and JVP with two, one and the other tangent")
+
+
+def _tall_function(x: mg.Tensor) -> mg.Tensor:
+    A = mg.tensor(np.arange(15.0).reshape(5, 3) / 7 - 1)
+    return (A @ x).tanh() * x.sum()
+
+
+def ex13_jacobian_by_jvp(jacobian_by_jvp: Callable) -> None:
+    """Exercise 13.2: the Jacobian from one JVP per input element, without ``mg.jacobian``."""
+    ex = "exercise 2 (a Jacobian, column by column)"
+    x = mg.tensor(_rng(14).standard_normal(3))
+    want = mg.jacobian(_tall_function, x).numpy()
+    original = mg.jacobian
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise CheckFailed(f"{ex}: jacobian_by_jvp called mg.jacobian; build it from mg.jvp")
+
+    mg.jacobian = forbidden
+    try:
+        got = _call(ex, "jacobian_by_jvp(fn, x)", jacobian_by_jvp, _tall_function, x)
+    finally:
+        mg.jacobian = original
+    got_a = np.asarray(got.numpy() if isinstance(got, mg.Tensor) else got)
+    if got_a.shape == want.T.shape and got_a.shape != want.shape:
+        _fail(ex, f"the Jacobian has shape {got_a.shape}, expected {want.shape} (outputs x "
+              "inputs): one JVP gives a column J[:, j], not a row")
+    _close(ex, "jacobian_by_jvp(fn, x) for fn: R^3 -> R^5", got_a, want, 1e-10)
+    _ok(ex, "a 5 x 3 Jacobian, column by column")
+
+
+def _convex_test_function(x: mg.Tensor) -> mg.Tensor:
+    Q = mg.tensor(np.diag(np.arange(1.0, 7.0)) + 0.3)
+    return 0.5 * (x * (Q @ x)).sum() + (x * x * x * x).sum() / 12 + x[0] - 2 * x[5]
+
+
+def ex13_newton_direction(newton_direction: Callable) -> None:
+    """Exercise 13.3: d = -H⁻¹ grad f by conjugate gradient on ``mg.hvp`` alone."""
+    ex = "exercise 3 (Newton-CG's inner solve)"
+    x = mg.tensor(_rng(15).standard_normal(6))
+    H = mg.hessian(_convex_test_function, x).numpy()
+    xr = mg.tensor(x.numpy(), requires_grad=True)
+    (g,) = mg.grad(_convex_test_function(xr), xr)
+    want = np.linalg.solve(H, -g.numpy())
+    saved = mg.hessian, mg.jacobian
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise CheckFailed(f"{ex}: newton_direction formed the Hessian (mg.hessian or "
+                          "mg.jacobian); use mg.hvp inside conjugate gradient instead")
+
+    mg.hessian = mg.jacobian = forbidden
+    try:
+        got = _call(ex, "newton_direction(f, x)", newton_direction, _convex_test_function, x)
+    finally:
+        mg.hessian, mg.jacobian = saved
+    got_a = np.asarray(got.numpy() if isinstance(got, mg.Tensor) else got, dtype=np.float64)
+    if got_a.shape == want.shape and np.allclose(got_a, -want, rtol=1e-4, atol=1e-6):
+        _fail(ex, "newton_direction returned +H^-1 grad f: the Newton step goes downhill, "
+              "d = -H^-1 grad f")
+    if got_a.shape == want.shape and np.allclose(got_a, -g.numpy(), rtol=1e-4, atol=1e-6):
+        _fail(ex, "newton_direction returned -grad f, the gradient step; solve H d = -grad f")
+    _close(ex, "newton_direction(f, x) on a convex quartic in 6 variables", got_a, want,
+           1e-6, 1e-5)
+    _ok(ex, "the Newton step to 1e-6, without forming the Hessian")
