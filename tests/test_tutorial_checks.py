@@ -25,7 +25,7 @@ sys.path.insert(0, str(TUTORIALS))
 checks = importlib.import_module("checks")
 sol = {name: importlib.import_module(f"solutions.{name}")
        for name in ("nb00", "nb01", "nb02", "nb03", "nb04", "nb04b", "nb05", "nb06", "nb07",
-                    "nb08", "nb09", "nb10", "nb11", "nb13")}
+                    "nb08", "nb09", "nb10", "nb11", "nb13", "nb14")}
 CheckFailed = checks.CheckFailed
 
 
@@ -558,3 +558,73 @@ def test_ex13_checks() -> None:
 
     with fails("newton_direction"):
         checks.ex13_newton_direction(few_cg_steps)
+
+
+# ----------------------------------------------------------------------------- 14
+def test_ex14_checks() -> None:
+    s = sol["nb14"]
+    checks.ex14_clip_hook(s.clip_norm_hook)
+
+    def elementwise(max_norm):  # clips each element: changes the gradient's direction
+        return lambda g: g.clip(-max_norm, max_norm)
+
+    with fails("each element"):
+        checks.ex14_clip_hook(elementwise)
+
+    def always_rescale(max_norm):  # also scales small gradients up to max_norm
+        return lambda g: g * (max_norm / float(np.linalg.norm(g.numpy())))
+
+    with fails("norm 1000"):
+        checks.ex14_clip_hook(always_rescale)
+
+    checks.ex14_grad_norms(s.sigmoid_output_grad_norms)
+
+    def appending(model, x, y):  # appends in the order backward calls the hooks
+        norms = []
+
+        def forward_hook(module, inputs, output):
+            output.register_hook(lambda g: norms.append(float(np.linalg.norm(g.numpy()))))
+
+        handles = [m.register_forward_hook(forward_hook) for m in model.modules()
+                   if isinstance(m, nn.Sigmoid)]
+        F.cross_entropy(model(x), y).backward()
+        for h in handles:
+            h.remove()
+        return norms
+
+    with fails("reverse order"):
+        checks.ex14_grad_norms(appending)
+
+    def inputs_not_outputs(model, x, y):  # the gradient of each Sigmoid's input instead
+        norms = []
+
+        def forward_pre_hook(module, inputs):
+            i = len(norms)
+            norms.append(0.0)
+
+            def store(g):
+                norms[i] = float(np.linalg.norm(g.numpy()))
+            inputs[0].register_hook(store)
+
+        handles = [m.register_forward_pre_hook(forward_pre_hook) for m in model.modules()
+                   if isinstance(m, nn.Sigmoid)]
+        F.cross_entropy(model(x), y).backward()
+        for h in handles:
+            h.remove()
+        return norms
+
+    with fails("gradient norms"):
+        checks.ex14_grad_norms(inputs_not_outputs)
+
+    checks.ex14_segments(s.run_in_segments)
+    with fails("'checkpoint' records"):
+        checks.ex14_segments(lambda model, x, segments: model(x))
+
+    def floor_division(model, x, segments):  # drops the last layers when segments does not divide
+        size = len(model) // segments
+        for k in range(segments):
+            x = mg.checkpoint(model[k * size:(k + 1) * size], x)
+        return x
+
+    with fails("the output with segments=5"):
+        checks.ex14_segments(floor_division)
