@@ -25,7 +25,7 @@ sys.path.insert(0, str(TUTORIALS))
 checks = importlib.import_module("checks")
 sol = {name: importlib.import_module(f"solutions.{name}")
        for name in ("nb00", "nb01", "nb02", "nb03", "nb04", "nb04b", "nb05", "nb06", "nb07",
-                    "nb08", "nb09", "nb10", "nb11")}
+                    "nb08", "nb09", "nb10", "nb11", "nb13", "nb14")}
 CheckFailed = checks.CheckFailed
 
 
@@ -490,3 +490,141 @@ def test_ex11_checks() -> None:
         checks.ex11_watch(every_step)
     with fails("diverged is False"):
         checks.ex11_watch(lambda model, opt, batches, every=100: (40, False))
+
+
+# ----------------------------------------------------------------------------- 13
+def test_ex13_checks() -> None:
+    s = sol["nb13"]
+    checks.ex13_hypot(s.Hypot)
+
+    class HypotTwoTangents(s.Hypot):  # returns one tangent per input, as a VJP would
+        @staticmethod
+        def jvp(ctx, ta, tb):
+            a, b = ctx.primals
+            return ta * a / ctx.outputs, tb * b / ctx.outputs
+
+    with fails("one tangent"):
+        checks.ex13_hypot(HypotTwoTangents)
+
+    class HypotDropsB(s.Hypot):  # forgets b's contribution to the output's tangent
+        @staticmethod
+        def jvp(ctx, ta, tb):
+            a, _ = ctx.primals
+            return a * ta / ctx.outputs
+
+    with fails("both inputs carry tangents"):
+        checks.ex13_hypot(HypotDropsB)
+
+    class HypotBadVJP(s.Hypot):  # the VJP forgets the division by z
+        @staticmethod
+        def backward(ctx, g):
+            a, b, _ = ctx.saved_tensors
+            return g * a, g * b
+
+    with fails("VJP"):
+        checks.ex13_hypot(HypotBadVJP)
+
+    checks.ex13_jacobian_by_jvp(s.jacobian_by_jvp)
+    with fails("one JVP gives a column"):
+        checks.ex13_jacobian_by_jvp(lambda fn, x: s.jacobian_by_jvp(fn, x).T)
+    with fails("called mg.jacobian"):
+        checks.ex13_jacobian_by_jvp(lambda fn, x: mg.jacobian(fn, x).numpy())
+
+    checks.ex13_newton_direction(s.newton_direction)
+    with fails("downhill"):
+        checks.ex13_newton_direction(lambda f, x: -s.newton_direction(f, x))
+
+    def gradient_step(f, x):
+        xr = mg.tensor(x.numpy(), requires_grad=True)
+        (g,) = mg.grad(f(xr), xr)
+        return -g.numpy()
+
+    with fails("gradient step"):
+        checks.ex13_newton_direction(gradient_step)
+
+    def exact(f, x):
+        xr = mg.tensor(x.numpy(), requires_grad=True)
+        (g,) = mg.grad(f(xr), xr)
+        return np.linalg.solve(mg.hessian(f, x).numpy(), -g.numpy())
+
+    with fails("formed the Hessian"):
+        checks.ex13_newton_direction(exact)
+
+    def few_cg_steps(f, x):  # stops CG after two products: not yet the Newton step
+        x = mg.tensor(x.numpy())
+        (g,) = s.mg.vjp(f, x)[1](mg.tensor(1.0, dtype=mg.float64))
+        return s.conjugate_gradient(
+            lambda v: mg.hvp(f, (x,), (mg.tensor(v),))[1][0].numpy(), -g.numpy(), max_iter=2)
+
+    with fails("newton_direction"):
+        checks.ex13_newton_direction(few_cg_steps)
+
+
+# ----------------------------------------------------------------------------- 14
+def test_ex14_checks() -> None:
+    s = sol["nb14"]
+    checks.ex14_clip_hook(s.clip_norm_hook)
+
+    def elementwise(max_norm):  # clips each element: changes the gradient's direction
+        return lambda g: g.clip(-max_norm, max_norm)
+
+    with fails("each element"):
+        checks.ex14_clip_hook(elementwise)
+
+    def always_rescale(max_norm):  # also scales small gradients up to max_norm
+        return lambda g: g * (max_norm / float(np.linalg.norm(g.numpy())))
+
+    with fails("norm 1000"):
+        checks.ex14_clip_hook(always_rescale)
+
+    checks.ex14_grad_norms(s.sigmoid_output_grad_norms)
+
+    def appending(model, x, y):  # appends in the order backward calls the hooks
+        norms = []
+
+        def forward_hook(module, inputs, output):
+            output.register_hook(lambda g: norms.append(float(np.linalg.norm(g.numpy()))))
+
+        handles = [m.register_forward_hook(forward_hook) for m in model.modules()
+                   if isinstance(m, nn.Sigmoid)]
+        F.cross_entropy(model(x), y).backward()
+        for h in handles:
+            h.remove()
+        return norms
+
+    with fails("reverse order"):
+        checks.ex14_grad_norms(appending)
+
+    def inputs_not_outputs(model, x, y):  # the gradient of each Sigmoid's input instead
+        norms = []
+
+        def forward_pre_hook(module, inputs):
+            i = len(norms)
+            norms.append(0.0)
+
+            def store(g):
+                norms[i] = float(np.linalg.norm(g.numpy()))
+            inputs[0].register_hook(store)
+
+        handles = [m.register_forward_pre_hook(forward_pre_hook) for m in model.modules()
+                   if isinstance(m, nn.Sigmoid)]
+        F.cross_entropy(model(x), y).backward()
+        for h in handles:
+            h.remove()
+        return norms
+
+    with fails("gradient norms"):
+        checks.ex14_grad_norms(inputs_not_outputs)
+
+    checks.ex14_segments(s.run_in_segments)
+    with fails("'checkpoint' records"):
+        checks.ex14_segments(lambda model, x, segments: model(x))
+
+    def floor_division(model, x, segments):  # drops the last layers when segments does not divide
+        size = len(model) // segments
+        for k in range(segments):
+            x = mg.checkpoint(model[k * size:(k + 1) * size], x)
+        return x
+
+    with fails("the output with segments=5"):
+        checks.ex14_segments(floor_division)

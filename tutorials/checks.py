@@ -865,3 +865,193 @@ def ex11_watch(train_watching: Callable) -> None:
         if not diverges and steps != 40:
             _fail(ex, f"a healthy run should use all 40 batches, it stopped after {steps}")
     _ok(ex)
+
+
+# ============================================================================ 13
+def ex13_hypot(Hypot: Any) -> None:
+    """Exercise 13.1: ``Hypot`` (sqrt(a² + b²)) with a VJP and a JVP, the JVP with one tangent."""
+    ex = "exercise 1 (a JVP rule with two inputs)"
+    rng = _rng(13)
+    a = mg.tensor(rng.standard_normal((3, 4)) + 0.5)
+    b = mg.tensor(rng.standard_normal((3, 4)) - 0.5)
+    ta, tb = mg.tensor(rng.standard_normal((3, 4))), mg.tensor(rng.standard_normal((3, 4)))
+    an, bn, z = a.numpy(), b.numpy(), np.hypot(a.numpy(), b.numpy())
+    apply = getattr(Hypot, "apply", None)
+    out = _call(ex, "Hypot.apply(a, b)", apply, a, b)
+    _close(ex, "Hypot.apply(a, b)", out, z, 1e-12)
+    leaves = [mg.tensor(an, requires_grad=True), mg.tensor(bn, requires_grad=True)]
+    try:
+        mg.gradcheck(apply, leaves)
+    except mg.GradcheckError as exc:
+        _fail(ex, f"the backward (VJP) disagrees with finite differences: {exc}")
+    for tangents, want, what in (((ta, tb), (an * ta.numpy() + bn * tb.numpy()) / z,
+                                  "both inputs carry tangents"),
+                                 ((ta, None), an * ta.numpy() / z, "only a carries a tangent"),
+                                 ((None, tb), bn * tb.numpy() / z, "only b carries a tangent")):
+        try:
+            _, tangent = mg.jvp(apply, (a, b), tangents)
+        except Exception as exc:  # noqa: BLE001 - any error in the answer is reported as such
+            raise CheckFailed(f"{ex}: mg.jvp(Hypot.apply, ...) when {what} raised "
+                              f"{type(exc).__name__}: {exc} (jvp gets one tangent per input, "
+                              "maybe ZERO, and must return one tangent: Hypot has one "
+                              "output)") from exc
+        if isinstance(tangent, tuple):
+            _fail(ex, f"the JVP returned {len(tangent)} tangents; Hypot has one output, so "
+                  "jvp must return one tangent (the inputs' tangents summed into it)")
+        _close(ex, f"the output tangent when {what}", tangent, want, 1e-12)
+    _ok(ex, "value, VJP (gradcheck) and JVP with two, one and the other tangent")
+
+
+def _tall_function(x: mg.Tensor) -> mg.Tensor:
+    A = mg.tensor(np.arange(15.0).reshape(5, 3) / 7 - 1)
+    return (A @ x).tanh() * x.sum()
+
+
+def ex13_jacobian_by_jvp(jacobian_by_jvp: Callable) -> None:
+    """Exercise 13.2: the Jacobian from one JVP per input element, without ``mg.jacobian``."""
+    ex = "exercise 2 (a Jacobian, column by column)"
+    x = mg.tensor(_rng(14).standard_normal(3))
+    want = mg.jacobian(_tall_function, x).numpy()
+    original = mg.jacobian
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise CheckFailed(f"{ex}: jacobian_by_jvp called mg.jacobian; build it from mg.jvp")
+
+    mg.jacobian = forbidden
+    try:
+        got = _call(ex, "jacobian_by_jvp(fn, x)", jacobian_by_jvp, _tall_function, x)
+    finally:
+        mg.jacobian = original
+    got_a = np.asarray(got.numpy() if isinstance(got, mg.Tensor) else got)
+    if got_a.shape == want.T.shape and got_a.shape != want.shape:
+        _fail(ex, f"the Jacobian has shape {got_a.shape}, expected {want.shape} (outputs x "
+              "inputs): one JVP gives a column J[:, j], not a row")
+    _close(ex, "jacobian_by_jvp(fn, x) for fn: R^3 -> R^5", got_a, want, 1e-10)
+    _ok(ex, "a 5 x 3 Jacobian, column by column")
+
+
+def _convex_test_function(x: mg.Tensor) -> mg.Tensor:
+    Q = mg.tensor(np.diag(np.arange(1.0, 7.0)) + 0.3)
+    return 0.5 * (x * (Q @ x)).sum() + (x * x * x * x).sum() / 12 + x[0] - 2 * x[5]
+
+
+def ex13_newton_direction(newton_direction: Callable) -> None:
+    """Exercise 13.3: d = -H⁻¹ grad f by conjugate gradient on ``mg.hvp`` alone."""
+    ex = "exercise 3 (Newton-CG's inner solve)"
+    x = mg.tensor(_rng(15).standard_normal(6))
+    H = mg.hessian(_convex_test_function, x).numpy()
+    xr = mg.tensor(x.numpy(), requires_grad=True)
+    (g,) = mg.grad(_convex_test_function(xr), xr)
+    want = np.linalg.solve(H, -g.numpy())
+    saved = mg.hessian, mg.jacobian
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise CheckFailed(f"{ex}: newton_direction formed the Hessian (mg.hessian or "
+                          "mg.jacobian); use mg.hvp inside conjugate gradient instead")
+
+    mg.hessian = mg.jacobian = forbidden
+    try:
+        got = _call(ex, "newton_direction(f, x)", newton_direction, _convex_test_function, x)
+    finally:
+        mg.hessian, mg.jacobian = saved
+    got_a = np.asarray(got.numpy() if isinstance(got, mg.Tensor) else got, dtype=np.float64)
+    if got_a.shape == want.shape and np.allclose(got_a, -want, rtol=1e-4, atol=1e-6):
+        _fail(ex, "newton_direction returned +H^-1 grad f: the Newton step goes downhill, "
+              "d = -H^-1 grad f")
+    if got_a.shape == want.shape and np.allclose(got_a, -g.numpy(), rtol=1e-4, atol=1e-6):
+        _fail(ex, "newton_direction returned -grad f, the gradient step; solve H d = -grad f")
+    _close(ex, "newton_direction(f, x) on a convex quartic in 6 variables", got_a, want,
+           1e-6, 1e-5)
+    _ok(ex, "the Newton step to 1e-6, without forming the Hessian")
+
+
+# ============================================================================ 14
+def ex14_clip_hook(clip_norm_hook: Callable) -> None:
+    """Exercise 14.1: a hook that rescales a too-large gradient to norm ``max_norm``."""
+    ex = "exercise 1 (a clipping hook)"
+    rng = _rng(16)
+    x0, w0 = rng.standard_normal((4, 3)), rng.standard_normal((3, 5))
+    for max_norm in (0.5, 1e3):
+        x = mg.tensor(x0, requires_grad=True)
+        w = mg.tensor(w0, requires_grad=True)
+        h = x @ w
+        hook = _call(ex, f"clip_norm_hook({max_norm})", clip_norm_hook, max_norm)
+        h.register_hook(hook)
+        _call(ex, "backward through a hooked tensor", ((h * h).sum() * 3.0).backward)
+        g = 6.0 * (x0 @ w0)                       # dL/dh of 3 * sum(h^2)
+        g_clipped = g * min(1.0, max_norm / np.linalg.norm(g))
+        what = f"x.grad with the hook clipping dL/dh to norm {max_norm}"
+        if max_norm < 1 and np.allclose(x.grad.numpy(), np.clip(g, -max_norm, max_norm) @ w0.T):
+            _fail(ex, f"{what}: the hook clipped each element; it should rescale the whole "
+                  "gradient (grad * max_norm / |grad|), which keeps its direction")
+        _close(ex, what, x.grad, g_clipped @ w0.T, 1e-9)
+        _close(ex, what.replace("x.grad", "w.grad"), w.grad, x0.T @ g_clipped, 1e-9)
+    _ok(ex, "rescales a large gradient to the limit and leaves a small one alone")
+
+
+def _sigmoid_stack(seed: int) -> nn.Sequential:
+    mg.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(10, 8), nn.Sigmoid(), nn.Linear(8, 8),
+                         nn.Sigmoid(), nn.Linear(8, 6), nn.Sigmoid(), nn.Linear(6, 4))
+
+
+def ex14_grad_norms(sigmoid_output_grad_norms: Callable) -> None:
+    """Exercise 14.2: |dL/d(sigmoid output)| per layer, first layer first, from hooks."""
+    ex = "exercise 2 (gradients per layer, from hooks)"
+    model = _sigmoid_stack(17)
+    rng = _rng(17)
+    x = mg.tensor(rng.standard_normal((9, 10)).astype(np.float32))
+    y = mg.tensor(np.arange(9) % 4)
+    # the truth, from running the layers one by one and keeping each sigmoid's output
+    outputs, h = [], x
+    for layer in model:
+        h = layer(h)
+        if isinstance(layer, nn.Sigmoid):
+            h.retain_grad()
+            outputs.append(h)
+    F.cross_entropy(h, y).backward()
+    want = [float(np.linalg.norm(o.grad.numpy())) for o in outputs]
+    model.zero_grad()
+    got = _call(ex, "sigmoid_output_grad_norms(model, x, y)", sigmoid_output_grad_norms,
+                model, x, y)
+    got = [float(v) for v in got]
+    if len(got) != len(want):
+        _fail(ex, f"got {len(got)} norms for a model with {len(want)} Sigmoid layers")
+    if np.allclose(got, want[::-1], rtol=1e-4) and not np.allclose(got, want, rtol=1e-4):
+        _fail(ex, "the norms are in reverse order: backward reaches the last layer first, so "
+              "hooks that append record the last layer first; put each in its layer's place")
+    _close(ex, "the gradient norms, first Sigmoid first", got, want, 1e-6)
+    _ok(ex, f"{len(want)} layers: " + ", ".join(f"{v:.3g}" for v in want))
+
+
+def ex14_segments(run_in_segments: Callable) -> None:
+    """Exercise 14.3: a Sequential in ``segments`` checkpointed pieces, same gradients."""
+    ex = "exercise 3 (checkpointed segments)"
+    mg.manual_seed(18)
+    layers: list[nn.Module] = []
+    for _ in range(6):
+        layers += [nn.Linear(7, 7), nn.Tanh()]
+    model = nn.Sequential(*layers)
+    x0 = _rng(18).standard_normal((5, 7)).astype(np.float32)
+    x = mg.tensor(x0, requires_grad=True)
+    (model(x) ** 2).sum().backward()
+    want = [x.grad.numpy()] + [p.grad.numpy().copy() for p in model.parameters()]
+    for segments in (1, 3, 5):  # 5 does not divide the 12 layers
+        model.zero_grad()
+        x = mg.tensor(x0, requires_grad=True)
+        out = _call(ex, f"run_in_segments(model, x, {segments})", run_in_segments, model, x,
+                    segments)
+        names = [record.name for record in mg.tape(out)]
+        if names.count("checkpoint") != segments or len(names) != segments:
+            _fail(ex, f"with segments={segments} the tape of the output has records {names}; "
+                  f"expected {segments} 'checkpoint' records and nothing else (every layer "
+                  "inside one mg.checkpoint call)")
+        _close(ex, f"the output with segments={segments}", out, model(mg.tensor(x0)), 1e-6)
+        _call(ex, "backward through the segments", (out ** 2).sum().backward)
+        got = [x.grad] + [p.grad for p in model.parameters()]
+        for k, (g, w) in enumerate(zip(got, want)):
+            what = "x.grad" if k == 0 else f"the gradient of parameter {k - 1}"
+            if g is None:
+                _fail(ex, f"{what} is None with segments={segments}")
+            _close(ex, f"{what} with segments={segments}", g, w, 1e-6)
+    _ok(ex, "1, 3 and 5 segments of 12 layers: the same output and gradients")
