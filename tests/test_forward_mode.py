@@ -468,3 +468,22 @@ def test_binary_jvps_with_broadcasting_match_their_vjps(shapes: Any, name: str,
     jtu = vjp_fn(mg.tensor(u))
     assert float(np.sum(u * jv.numpy())) == pytest.approx(
         sum(float(np.sum(g.numpy() * v)) for g, v in zip(jtu, vs)), rel=1e-9, abs=1e-12)
+
+
+def test_a_jvp_rule_returning_one_tangent_per_input_is_named() -> None:
+    class Two(mg.Function):
+        @staticmethod
+        def forward(ctx: Any, a: Any, b: Any) -> Any:
+            return a * b
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return g, g
+
+        @staticmethod
+        def jvp(ctx: Any, ta: Any, tb: Any) -> Any:
+            return ta, tb  # wrong: one tangent per output is wanted
+
+    a = mg.tensor(np.ones((3, 4)))
+    with pytest.raises(mg.GraphError, match=r"two\.jvp returned 2 tangent\(s\) but the op has 1"):
+        mg.jvp(Two.apply, (a, a), (a, a))

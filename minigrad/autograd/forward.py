@@ -154,9 +154,8 @@ def _push_tangents(cls: type, ctx: Any, inputs: tuple, arrays: list, out: Any,
                          "jvp(ctx, *tangents) beside its forward and backward")
     ctx.primals, ctx.outputs = arrays, out
     res = cls.jvp(ctx, *tans)
-    multi = type(out) is tuple
-    res = res if multi and type(res) is tuple else (res,)
-    outs, ys = (out, ys) if multi else ((out,), (ys,))
+    res = res if type(res) is tuple else (res,)
+    outs, ys = (out, ys) if type(out) is tuple else ((out,), (ys,))
     if len(res) != len(outs):
         raise GraphError(f"{ctx.name}.jvp returned {len(res)} tangent(s) but the op has "
                          f"{len(outs)} output(s)")
