@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
+from ..autograd import function as _fn
 from ..autograd.function import Function, dual
 from ..errors import ArgumentError
 
@@ -23,9 +24,10 @@ class Pointwise(Function):
     array_backward = True
 
 
-def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
+def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str, fresh: bool = False) -> type:
     """A `Pointwise` op class from its function, what backward keeps (``_input``,
-    ``_output`` or a function of both) and its derivative in terms of that."""
+    ``_output`` or a function of both) and its derivative in terms of that; ``fresh``:
+    the derivative is a new array (not the kept value), so the VJP may write into it."""
     if keep is _output:
         def forward(ctx: Any, x: Any) -> Any:
             y = f(x)
@@ -39,7 +41,11 @@ def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
 
     def backward(ctx: Any, g: Any) -> Any:
         (v,) = ctx.saved_tensors
-        return g * slope(v)
+        d = slope(v)
+        if fresh and d.dtype == g.dtype and not isinstance(g, _fn._Tensor):
+            d *= g  # d is this VJP's own temporary: one array less, as by hand
+            return d
+        return g * d
 
     def jvp(ctx: Any, t: Any) -> Any:  # forward mode: the same derivative, times the tangent
         return t * slope(ctx.saved[0])
@@ -60,7 +66,10 @@ def _output(x: Any, y: Any) -> Any:
 
 def _sigmoid(x: Any) -> Any:
     # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
-    y = np.tanh(x * 0.5)
+    y = x * 0.5
+    # In place on that new array (one allocation for the whole formula); a 0-d result
+    # is a NumPy scalar, which cannot be written.
+    y = np.tanh(y, out=y) if y.ndim else np.tanh(y)
     y *= 0.5
     y += 0.5
     return y
@@ -68,11 +77,12 @@ def _sigmoid(x: Any) -> Any:
 
 # name, forward, what backward needs, and the derivative in terms of it
 Exp = _pointwise("exp", np.exp, _output, lambda y: y, "e ** x; its derivative is itself.")
-Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.")
-Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.")
-Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.")
+Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.", True)
+Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.", True)
+Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.",
+                  True)
 Sigmoid = _pointwise("sigmoid", _sigmoid, _output, lambda y: y * (1 - y),
-                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.")
+                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.", True)
 Abs = _pointwise("abs", np.abs, lambda x, y: np.sign(x), lambda s: s,
                  "|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too).")
 ReLU = _pointwise("relu", lambda x: np.maximum(x, 0), lambda x, y: x > 0, lambda m: m,
