@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..autograd import function as _fn
 from ..autograd.function import Function, dual
 from ..errors import ArgumentError
 
@@ -42,7 +41,7 @@ def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str, fresh: bool =
     def backward(ctx: Any, g: Any) -> Any:
         (v,) = ctx.saved_tensors
         d = slope(v)
-        if fresh and d.dtype == g.dtype and not isinstance(g, _fn._Tensor):
+        if fresh and type(g) is np.ndarray and d.dtype is g.dtype:  # plain arrays
             d *= g  # d is this VJP's own temporary: one array less, as by hand
             return d
         return g * d
