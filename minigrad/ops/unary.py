@@ -23,10 +23,9 @@ class Pointwise(Function):
     array_backward = True
 
 
-def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str, fresh: bool = False) -> type:
+def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str) -> type:
     """A `Pointwise` op class from its function, what backward keeps (``_input``,
-    ``_output`` or a function of both) and its derivative in terms of that; ``fresh``:
-    the derivative is a new array (not the kept value), so the VJP may write into it."""
+    ``_output`` or a function of both) and its derivative in terms of that."""
     if keep is _output:
         def forward(ctx: Any, x: Any) -> Any:
             y = f(x)
@@ -40,11 +39,7 @@ def _pointwise(name: str, f: Any, keep: Any, slope: Any, doc: str, fresh: bool =
 
     def backward(ctx: Any, g: Any) -> Any:
         (v,) = ctx.saved_tensors
-        d = slope(v)
-        if fresh and type(g) is np.ndarray and d.dtype is g.dtype:  # plain arrays
-            d *= g  # d is this VJP's own temporary: one array less, as by hand
-            return d
-        return g * d
+        return g * slope(v)
 
     def jvp(ctx: Any, t: Any) -> Any:  # forward mode: the same derivative, times the tangent
         return t * slope(ctx.saved[0])
@@ -76,12 +71,11 @@ def _sigmoid(x: Any) -> Any:
 
 # name, forward, what backward needs, and the derivative in terms of it
 Exp = _pointwise("exp", np.exp, _output, lambda y: y, "e ** x; its derivative is itself.")
-Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.", True)
-Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.", True)
-Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.",
-                  True)
+Log = _pointwise("log", np.log, _input, lambda x: 1 / x, "The natural logarithm.")
+Sqrt = _pointwise("sqrt", np.sqrt, _output, lambda y: 0.5 / y, "The square root.")
+Tanh = _pointwise("tanh", np.tanh, _output, lambda y: 1 - y * y, "The hyperbolic tangent.")
 Sigmoid = _pointwise("sigmoid", _sigmoid, _output, lambda y: y * (1 - y),
-                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.", True)
+                     "1 / (1 + e ** -x), computed as (1 + tanh(x / 2)) / 2.")
 Abs = _pointwise("abs", np.abs, lambda x, y: np.sign(x), lambda s: s,
                  "|x|; the gradient at 0 is 0 (the subgradient PyTorch picks too).")
 ReLU = _pointwise("relu", lambda x: np.maximum(x, 0), lambda x, y: x > 0, lambda m: m,
