@@ -24,14 +24,19 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        shape = ctx.in_shape
-        if not ctx.params.get("keepdims"):  # put back the summed axes, as size 1
-            g = g.reshape((1,) * len(shape) if ctx.axes is None else keep_shape(shape, ctx.axes))
-        return broadcast_to(g, shape)
+        return broadcast_to(_kept(ctx, g, ctx.in_shape), ctx.in_shape)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
         return t.sum(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False))
+
+
+def _kept(ctx: Any, g: Any, shape: tuple) -> Any:
+    """The gradient ``g`` of a reduction of an input of ``shape`` with the reduced axes put
+    back as size 1 (they are there already under keepdims), so that it broadcasts."""
+    if ctx.params.get("keepdims"):
+        return g
+    return g.reshape((1,) * len(shape) if ctx.axes is None else keep_shape(shape, ctx.axes))
 
 
 class Mean(Function):
@@ -48,12 +53,10 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
         m = 1
         for a in ctx.axes:
             m *= ctx.in_shape[a]
-        return broadcast_to(g * (1.0 / m), ctx.in_shape)
+        return broadcast_to(_kept(ctx, g, ctx.in_shape) * (1.0 / m), ctx.in_shape)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
@@ -82,10 +85,9 @@ class Var(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (x,) = ctx.saved_tensors
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
         # Recomputing the centred x from the saved input keeps this differentiable.
-        return g * ((x - x.mean(axis=ctx.axes, keepdims=True)) * ctx.scale)
+        return _kept(ctx, g, ctx.in_shape) * ((x - x.mean(axis=ctx.axes, keepdims=True))
+                                              * ctx.scale)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
@@ -118,9 +120,7 @@ class _Extreme(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (w,) = ctx.saved_tensors
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(tuple(w.shape), ctx.axes))
-        return g * w
+        return _kept(ctx, g, tuple(w.shape)) * w
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
