@@ -132,20 +132,26 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
 def rand(*shape: Any, dtype: Any = np.float32, device: str | None = None,
          requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Uniform samples in ``[0, 1)``."""
-    _check_grad_dtype("rand", dtype, requires_grad)
-    shp = _shape(shape, "rand")
-    dev = backend.check_device(device)
-    gen = _random.generator(dev)
-    a = gen.random(shp, dtype=np.float64) if dev == "cpu" else gen.random_sample(shp)
-    return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)
+    def uniform(gen: Any, dev: str, shp: tuple) -> Any:
+        return gen.random(shp, dtype=np.float64) if dev == "cpu" else gen.random_sample(shp)
+
+    return _sampled("rand", uniform, shape, dtype, device, requires_grad, name)
 
 
 def randn(*shape: Any, dtype: Any = np.float32, device: str | None = None,
           requires_grad: bool = False, name: str | None = None) -> Tensor:
     """Standard normal samples."""
-    _check_grad_dtype("randn", dtype, requires_grad)
-    shp = _shape(shape, "randn")
+    def normal(gen: Any, dev: str, shp: tuple) -> Any:
+        return gen.standard_normal(shp)
+
+    return _sampled("randn", normal, shape, dtype, device, requires_grad, name)
+
+
+def _sampled(op: str, draw: Any, shape: tuple, dtype: Any, device: str | None,
+             requires_grad: bool, name: str | None) -> Tensor:
+    """A tensor of ``draw(generator, device, shape)``: samples from the device's generator."""
+    _check_grad_dtype(op, dtype, requires_grad)
+    shp = _shape(shape, op)
     dev = backend.check_device(device)
-    gen = _random.generator(dev)
-    a = gen.standard_normal(shp)
+    a = draw(_random.generator(dev), dev, shp)
     return _new(_xp(dev).asarray(a, dtype=dtype), requires_grad, name)

@@ -436,38 +436,14 @@ class Tensor:
     def __add__(self, o: Any) -> Tensor:
         return _Add(self, o)
 
-    def __radd__(self, o: Any) -> Tensor:
-        return _ops.add(o, self)
-
     def __sub__(self, o: Any) -> Tensor:
         return _Sub(self, o)
-
-    def __rsub__(self, o: Any) -> Tensor:
-        return _ops.sub(o, self)
 
     def __mul__(self, o: Any) -> Tensor:
         return _Mul(self, o)
 
-    def __rmul__(self, o: Any) -> Tensor:
-        return _ops.mul(o, self)
-
-    def __truediv__(self, o: Any) -> Tensor:
-        return _ops.div(self, o)
-
-    def __rtruediv__(self, o: Any) -> Tensor:
-        return _ops.div(o, self)
-
-    def __pow__(self, o: Any) -> Tensor:
-        return _ops.pow(self, o)
-
-    def __rpow__(self, o: Any) -> Tensor:
-        return _ops.pow(o, self)
-
-    def __matmul__(self, o: Any) -> Tensor:
-        return _ops.matmul(self, o)
-
-    def __rmatmul__(self, o: Any) -> Tensor:
-        return _ops.matmul(o, self)
+    # The other operators, each one op applied to (self, o) or, reflected, to (o, self), are
+    # made from the table `_OPERATORS` at the end of this file.
 
     def __neg__(self) -> Tensor:
         return _ops.neg(self)
@@ -481,32 +457,8 @@ class Tensor:
     def __getitem__(self, idx: Any) -> Tensor:
         return _ops.getitem(self, idx)
 
-    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _ops.equal(self, o)
-
-    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
-        return _ops.not_equal(self, o)
-
-    def __lt__(self, o: Any) -> Tensor:
-        return _ops.less(self, o)
-
-    def __le__(self, o: Any) -> Tensor:
-        return _ops.less_equal(self, o)
-
-    def __gt__(self, o: Any) -> Tensor:
-        return _ops.greater(self, o)
-
-    def __ge__(self, o: Any) -> Tensor:
-        return _ops.greater_equal(self, o)
-
     def __invert__(self) -> Tensor:
         return _ops.logical_not(self)
-
-    def __and__(self, o: Any) -> Tensor:
-        return _ops.logical_and(self, o)
-
-    def __or__(self, o: Any) -> Tensor:
-        return _ops.logical_or(self, o)
 
     # -------------------------------------------------------------- methods
     def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
@@ -602,3 +554,29 @@ from . import ops as _ops  # noqa: E402 - ops need Tensor defined first
 # The hottest operators call their op's `apply` directly (one call less per op).
 _Add, _Sub, _Mul, _Div = _ops.Add.apply, _ops.Sub.apply, _ops.Mul.apply, _ops.Div.apply
 _Tanh = _ops.Tanh.apply
+
+
+def _operator(fn: Any, reflected: bool) -> Any:
+    """A Tensor operator method: ``fn(self, o)``, or ``fn(o, self)`` for a reflected one."""
+    if reflected:
+        def method(self: Tensor, o: Any) -> Tensor:
+            return fn(o, self)
+    else:
+        def method(self: Tensor, o: Any) -> Tensor:
+            return fn(self, o)
+    return method
+
+
+# operator name -> (its op, whether it has a reflected __r<name>__ form)
+_OPERATORS = {
+    "add": (_ops.add, True), "sub": (_ops.sub, True), "mul": (_ops.mul, True),
+    "truediv": (_ops.div, True), "pow": (_ops.pow, True), "matmul": (_ops.matmul, True),
+    "eq": (_ops.equal, False), "ne": (_ops.not_equal, False), "lt": (_ops.less, False),
+    "le": (_ops.less_equal, False), "gt": (_ops.greater, False),
+    "ge": (_ops.greater_equal, False), "and": (_ops.logical_and, False),
+    "or": (_ops.logical_or, False)}
+for _name, (_op, _reflected) in _OPERATORS.items():
+    if f"__{_name}__" not in Tensor.__dict__:  # __add__ etc. call their op's apply directly
+        setattr(Tensor, f"__{_name}__", _operator(_op, False))
+    if _reflected:
+        setattr(Tensor, f"__r{_name}__", _operator(_op, True))

@@ -335,18 +335,18 @@ def _constants(inputs: tuple, edges: list) -> dict:
     """The constant inputs, for the tape: numbers and one-element tensors by value, larger
     tensors weakly (a record must not keep a batch of data alive), arrays as a
     description."""
-    consts = {}
-    for i, e in enumerate(edges):
-        if e is not NO_GRAD:
-            continue
-        c = inputs[i]
-        if isinstance(c, _Tensor):
-            consts[i] = c if c._data.size <= 1 else weakref.ref(c)
-        elif hasattr(c, "shape") and c.size > 1:
-            consts[i] = ("array", c.shape, c.dtype)
-        else:
-            consts[i] = c
-    return consts
+    if len(edges) == 2:  # a binary op: one operand is recorded, so the other is constant
+        i = 1 if edges[0] is not NO_GRAD else 0
+        return {i: _constant(inputs[i])}
+    return {i: _constant(inputs[i]) for i, e in enumerate(edges) if e is NO_GRAD}
+
+
+def _constant(c: Any) -> Any:
+    if isinstance(c, _Tensor):
+        return c if c._data.size <= 1 else weakref.ref(c)
+    if hasattr(c, "shape") and c.size > 1:
+        return ("array", c.shape, c.dtype)
+    return c
 
 
 _POSITIONS = [tuple(range(n)) for n in range(4)]

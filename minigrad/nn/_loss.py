@@ -30,11 +30,13 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx: Any, logits: Any, target: Any = None, reduction: str = "mean") -> Any:
         n = logits.shape[0]
-        rows = xp_of(logits).arange(n)
+        xp = xp_of(logits)
         z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
+        picked = z[xp.arange(n), target]
+        p = xp.exp(z, out=z)  # z is this op's own array: exponentiate it in place
         s = p.sum(axis=1, keepdims=True)
-        losses = np.log(s[:, 0]) - z[rows, target]
+        losses = np.log(s[:, 0])
+        losses -= picked
         p /= s  # now the softmax, which is all the backward needs
         ctx.save_for_backward(logits, p)
         if reduction == "none":
@@ -53,10 +55,9 @@ class CrossEntropy(Function):
             scale = g * (1.0 / n)
         else:
             scale = g
-        if not isinstance(g, Tensor):  # plain backward: reuse the saved softmax
-            d = p.copy()
-            d[xp_of(d).arange(n), target] -= 1
-            d *= scale
+        if not isinstance(g, Tensor):  # plain backward: (softmax - onehot) * scale
+            d = p * scale  # a new array; the saved softmax stays as it is
+            d[xp_of(d).arange(n), target] -= scale[:, 0] if reduction == "none" else scale
             return d
         # create_graph: recompute the softmax as a recorded op, so the gradient
         # is itself differentiable with respect to the logits.

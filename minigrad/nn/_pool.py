@@ -115,6 +115,15 @@ def _geometry(x_shape: tuple, kernel: tuple, stride: tuple, padding: tuple) -> t
         w, kernel[1], stride[1], padding[1])
 
 
+def _note_geometry(ctx: Any, x_shape: tuple, kernel: tuple, stride: tuple,
+                   padding: tuple) -> tuple:
+    """Keep the window's geometry and the input's shape on ``ctx`` for backward; return
+    ``_geometry``."""
+    ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
+    ctx.x_shape = x_shape
+    return _geometry(x_shape, kernel, stride, padding)
+
+
 # ----------------------------------------------------------------- max pooling
 class MaxPool2d(Function):
     """The maximum of each kh x kw window (stride sh, sw; padding counts as -inf)."""
@@ -124,9 +133,7 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
-        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
-        n, c, h, w, ho, wo = _geometry(x.shape, kernel, stride, padding)
-        ctx.x_shape = x.shape
+        n, c, h, w, ho, wo = _note_geometry(ctx, x.shape, kernel, stride, padding)
         if _tiles(x.shape, kernel, stride, padding):
             (kh, kw) = kernel
             x3 = x.reshape(n * c * h, wo, kw)
@@ -241,9 +248,7 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, kernel: tuple, stride: tuple, padding: tuple) -> Any:
-        ctx.geometry = {"kernel": kernel, "stride": stride, "padding": padding}
-        n, c, h, w, ho, wo = _geometry(x.shape, kernel, stride, padding)
-        ctx.x_shape = x.shape
+        n, c, h, w, ho, wo = _note_geometry(ctx, x.shape, kernel, stride, padding)
         if _tiles(x.shape, kernel, stride, padding):
             (kh, kw) = kernel
             x3 = x.reshape(n * c * h, wo, kw)

@@ -45,6 +45,18 @@ class Identity(Module):
 
 
 
+def _weight_and_bias(layer: Module, shape: tuple, bias: bool, device: str | None,
+                     dtype: Any) -> None:
+    """Give ``layer`` a ``weight`` of ``shape`` and a ``bias`` with one value per output
+    (``shape[0]``), or a bias of None; then initialize them (``reset_parameters``)."""
+    layer.weight = _empty(shape, device, dtype)
+    if bias:
+        layer.bias = _empty((shape[0],), device, dtype)
+    else:
+        layer.register_parameter("bias", None)
+    layer.reset_parameters()
+
+
 def _default_init(weight: Parameter, bias: Parameter | None) -> None:
     """PyTorch's default for Linear and Conv2d: kaiming_uniform(a=sqrt(5)) for the weight,
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias."""
@@ -79,12 +91,7 @@ class Linear(Module):
         _sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = _empty((out_features, in_features), device, dtype)
-        if bias:
-            self.bias = _empty((out_features,), device, dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, (out_features, in_features), bias, device, dtype)
 
     def reset_parameters(self) -> None:
         _default_init(self.weight, self.bias)
@@ -127,12 +134,8 @@ class Conv2d(Module):
         self.kernel_size = pair("Conv2d", kernel_size, "kernel_size", 1)
         self.stride = pair("Conv2d", stride, "stride", 1)
         self.padding = pair("Conv2d", padding, "padding", 0)
-        self.weight = _empty((out_channels, in_channels) + self.kernel_size, device, dtype)
-        if bias:
-            self.bias = _empty((out_channels,), device, dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, (out_channels, in_channels) + self.kernel_size, bias, device,
+                         dtype)
 
     def reset_parameters(self) -> None:
         _default_init(self.weight, self.bias)

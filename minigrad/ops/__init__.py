@@ -1,11 +1,11 @@
 """The primitive operations. Each is a `Function` with forward and VJP side by side."""
 
-from ._util import BroadcastTo, SumTo, sum_to
 from .arith import (Add, Div, MatMul, Mul, Neg, Pow, PowConst, Sub, add, div, matmul, mul, neg,
                     pow, sub)
 from .compare import (equal, greater, greater_equal, less, less_equal, logical_and, logical_not,
                       logical_or, not_equal)
-from .reduce import Max, Mean, Min, Sum, Var, argmax, argmin, max, mean, min, std, sum, var
+from .reduce import (BroadcastTo, Max, Mean, Min, Sum, SumTo, Var, argmax, argmin, max, mean, min,
+                     std, sum, sum_to, var)
 from .shape import (Concatenate, GetItem, Maximum, Minimum, Reshape, ScatterAdd, Squeeze, Stack,
                     SwapAxes, Transpose, Where, broadcast_to, concatenate, flatten, getitem,
                     maximum, minimum, raw_index, reshape, scatter_add, squeeze, stack, swapaxes,

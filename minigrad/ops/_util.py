@@ -1,11 +1,10 @@
-"""Small helpers shared by the primitives: axis checks, broadcasting back."""
+"""Small helpers shared by the primitives: shapes and axis checks."""
 
 from __future__ import annotations
 
 import operator
 from typing import Any
 
-from ..autograd.function import Function, dual
 from ..errors import ArgumentTypeError, ShapeError
 
 
@@ -38,71 +37,3 @@ def norm_axes(op: str, axis: Any, ndim: int, shape: tuple) -> tuple[int, ...]:
 def keep_shape(shape: tuple, axes: tuple) -> tuple:
     """``shape`` with the reduced ``axes`` kept as size 1."""
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
-
-
-def _sum_to_array(g: Any, shape: tuple) -> Any:
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
-    r = g.sum(axis=axes, keepdims=True) if axes else g
-    return r.reshape(shape) if lead else r
-
-
-class SumTo(Function):
-    """Sum a broadcast gradient back to ``shape`` (the VJP of broadcasting)."""
-
-    array_backward = True
-    op_name = "sum_to"
-
-    @staticmethod
-    def forward(ctx: Any, g: Any, shape: tuple) -> Any:
-        ctx.in_shape = g.shape
-        return _sum_to_array(g, shape)
-
-    @staticmethod
-    def backward(ctx: Any, gy: Any) -> Any:
-        return broadcast_to(gy, ctx.in_shape)
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return _sum_to_array(t, ctx.params["shape"])
-
-
-class BroadcastTo(Function):
-    """Repeat along new or size-1 axes without copying."""
-
-    array_backward = True
-    op_name = "broadcast_to"
-
-    @staticmethod
-    def forward(ctx: Any, x: Any, shape: tuple) -> Any:
-        ctx.in_shape = x.shape
-        from ..backend import xp_of
-
-        return xp_of(x).broadcast_to(x, shape)
-
-    @staticmethod
-    def backward(ctx: Any, gy: Any) -> Any:
-        return sum_to(gy, ctx.in_shape)
-
-    @staticmethod
-    def jvp(ctx: Any, t: Any) -> Any:
-        return t  # broadcast to the output's shape by the caller
-
-
-_sum_to = dual(SumTo)
-_broadcast_to = dual(BroadcastTo)
-
-
-def sum_to(g: Any, shape: tuple) -> Any:
-    """Sum ``g`` (array or Tensor) down to ``shape``; a no-op when it already fits."""
-    if g.shape == shape:
-        return g
-    return _sum_to(g, shape=shape)
-
-
-def broadcast_to(g: Any, shape: tuple) -> Any:
-    """Broadcast ``g`` (array or Tensor) to ``shape``; a no-op when it already fits."""
-    if tuple(g.shape) == tuple(shape):
-        return g
-    return _broadcast_to(g, shape=tuple(shape))

@@ -15,7 +15,8 @@ import numpy as np
 from ..autograd.forward import ZERO
 from ..autograd.function import Function
 from ..errors import ShapeError
-from ._util import shape_of, sum_to
+from ._util import shape_of
+from .reduce import sum_to
 
 
 class Add(Function):

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd.function import Function
+from ..autograd.function import Function, dual
 from ..errors import ShapeError
-from ._util import broadcast_to, keep_shape, norm_axes
+from ._util import keep_shape, norm_axes
 
 
 class Sum(Function):
@@ -17,19 +17,26 @@ class Sum(Function):
 
     @staticmethod
     def forward(ctx: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        axes = norm_axes("sum", axis, x.ndim, x.shape)
+        # axis=None (every axis) needs no checking; ctx.axes stays None then.
+        axes = None if axis is None else norm_axes("sum", axis, x.ndim, x.shape)
         ctx.in_shape, ctx.axes = x.shape, axes
         return x.sum(axis=axes, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
-        return broadcast_to(g, ctx.in_shape)
+        return broadcast_to(_kept(ctx, g, ctx.in_shape), ctx.in_shape)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
         return t.sum(axis=ctx.axes, keepdims=ctx.params.get("keepdims", False))
+
+
+def _kept(ctx: Any, g: Any, shape: tuple) -> Any:
+    """The gradient ``g`` of a reduction of an input of ``shape`` with the reduced axes put
+    back as size 1 (they are there already under keepdims), so that it broadcasts."""
+    if ctx.params.get("keepdims"):
+        return g
+    return g.reshape((1,) * len(shape) if ctx.axes is None else keep_shape(shape, ctx.axes))
 
 
 class Mean(Function):
@@ -46,12 +53,10 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
         m = 1
         for a in ctx.axes:
             m *= ctx.in_shape[a]
-        return broadcast_to(g * (1.0 / m), ctx.in_shape)
+        return broadcast_to(_kept(ctx, g, ctx.in_shape) * (1.0 / m), ctx.in_shape)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
@@ -80,10 +85,9 @@ class Var(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (x,) = ctx.saved_tensors
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(ctx.in_shape, ctx.axes))
         # Recomputing the centred x from the saved input keeps this differentiable.
-        return g * ((x - x.mean(axis=ctx.axes, keepdims=True)) * ctx.scale)
+        return _kept(ctx, g, ctx.in_shape) * ((x - x.mean(axis=ctx.axes, keepdims=True))
+                                              * ctx.scale)
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
@@ -116,9 +120,7 @@ class _Extreme(Function):
     @staticmethod
     def backward(ctx: Any, g: Any) -> Any:
         (w,) = ctx.saved_tensors
-        if not ctx.params.get("keepdims"):
-            g = g.reshape(keep_shape(tuple(w.shape), ctx.axes))
-        return g * w
+        return _kept(ctx, g, tuple(w.shape)) * w
 
     @staticmethod
     def jvp(ctx: Any, t: Any) -> Any:
@@ -186,3 +188,72 @@ def argmin(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         raise ShapeError(f"argmin over an empty axis (shape {x.shape}, axis={axis}): no "
                          "position to point to")
     return Tensor._wrap(x._data.argmin(axis=axis, keepdims=keepdims))
+
+
+# ------------------------------------------- broadcasting and its adjoint, summing back
+def _sum_to_array(g: Any, shape: tuple) -> Any:
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    r = g.sum(axis=axes, keepdims=True) if axes else g
+    return r.reshape(shape) if lead else r
+
+
+class SumTo(Function):
+    """Sum a broadcast gradient back to ``shape`` (the VJP of broadcasting)."""
+
+    array_backward = True
+    op_name = "sum_to"
+
+    @staticmethod
+    def forward(ctx: Any, g: Any, shape: tuple) -> Any:
+        ctx.in_shape = g.shape
+        return _sum_to_array(g, shape)
+
+    @staticmethod
+    def backward(ctx: Any, gy: Any) -> Any:
+        return broadcast_to(gy, ctx.in_shape)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return _sum_to_array(t, ctx.params["shape"])
+
+
+class BroadcastTo(Function):
+    """Repeat along new or size-1 axes without copying."""
+
+    array_backward = True
+    op_name = "broadcast_to"
+
+    @staticmethod
+    def forward(ctx: Any, x: Any, shape: tuple) -> Any:
+        ctx.in_shape = x.shape
+        from ..backend import xp_of
+
+        return xp_of(x).broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx: Any, gy: Any) -> Any:
+        return sum_to(gy, ctx.in_shape)
+
+    @staticmethod
+    def jvp(ctx: Any, t: Any) -> Any:
+        return t  # broadcast to the output's shape by the caller
+
+
+_sum_to = dual(SumTo)
+_broadcast_to = dual(BroadcastTo)
+
+
+def sum_to(g: Any, shape: tuple) -> Any:
+    """Sum ``g`` (array or Tensor) down to ``shape``; a no-op when it already fits."""
+    if g.shape == shape:
+        return g
+    return _sum_to(g, shape=shape)
+
+
+def broadcast_to(g: Any, shape: tuple) -> Any:
+    """Broadcast ``g`` (array or Tensor) to ``shape``; a no-op when it already fits."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    return _broadcast_to(g, shape=tuple(shape))

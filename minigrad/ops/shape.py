@@ -10,7 +10,7 @@ from .. import backend
 from ..autograd.function import Function, dual
 from ..autograd.forward import dense
 from ..errors import ArgumentError, ShapeError
-from ._util import BroadcastTo
+from .reduce import BroadcastTo
 
 
 def _share_version(out: Any, x: Any) -> Any:

@@ -60,7 +60,10 @@ def _output(x: Any, y: Any) -> Any:
 
 def _sigmoid(x: Any) -> Any:
     # 1/(1+exp(-x)) overflows for very negative x; the tanh form never does.
-    y = np.tanh(x * 0.5)
+    y = x * 0.5
+    # In place on that new array (one allocation for the whole formula); a 0-d result
+    # is a NumPy scalar, which cannot be written, and a CuPy array gets its own tanh.
+    y = np.tanh(y, out=y) if type(y) is np.ndarray else backend.xp_of(y).tanh(y)
     y *= 0.5
     y += 0.5
     return y
