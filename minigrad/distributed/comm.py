@@ -306,6 +306,9 @@ def abort_on_exception(comm: Communicator) -> None:
                   "the job", file=sys.stderr)
             sys.stderr.flush()
             sys.stdout.flush()
+            # The launcher forwards each rank's output through a pipe and stops reading
+            # it once MPI_Abort kills the job: give it a moment to pass the traceback on.
+            time.sleep(0.5)
         finally:
             comm.abort(1)
 
