@@ -18,23 +18,21 @@ size (not for PyTorch, whose allocations tracemalloc does not see).
 
 from __future__ import annotations
 
-import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+import _single_thread  # noqa: F401 - first: one thread for every library
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import gc
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import minigrad as mg  # noqa: E402
-from minigrad.nn.batchnorm import batch_norm  # noqa: E402
+import minigrad as mg
+from minigrad.nn.batchnorm import batch_norm
 
 SHAPES = [(60, 100), (256, 1024), (2048, 4096), (64, 32, 28, 28)]
 

@@ -25,29 +25,21 @@ worth while it is recomputed.
 
 from __future__ import annotations
 
-import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+from _single_thread import torch  # first: one thread for every library
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import math
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import minigrad as mg  # noqa: E402
-from minigrad import nn  # noqa: E402
+import minigrad as mg
+from minigrad import nn
 
-try:
-    import torch  # noqa: E402
-
-    torch.set_num_threads(1)
-except ImportError:  # the comparison with PyTorch is optional
-    torch = None
 
 
 def blocks_of(depth: int, width: int) -> list:

@@ -28,31 +28,23 @@ run alike. ``off`` leaves the C allocator as it is.
 
 from __future__ import annotations
 
-import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+from _single_thread import torch  # first: one thread for every library
 
-import argparse  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import minigrad as mg  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
+import minigrad as mg
+import minigrad.nn.functional as F
+from minigrad import nn
 
-try:
-    import torch  # noqa: E402
-
-    torch.set_num_threads(1)
-except ImportError:  # the comparison with PyTorch is optional
-    torch = None
 
 LR = 0.1
 BATCH = {"mlp-bn": 60, "lenet-bn": 256, "resnet": 128}

@@ -9,19 +9,17 @@ microseconds per op and the ratios.
 
 from __future__ import annotations
 
-import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+import _single_thread  # noqa: F401 - first: one thread for every library
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import minigrad as mg  # noqa: E402
+import minigrad as mg
 
 
 def best_of(fns: dict[Any, Callable[[], object]], repeat: int,

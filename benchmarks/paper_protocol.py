@@ -19,34 +19,26 @@ steps alone, ``+ eval`` adds the evaluations. The script prints one table with t
 
 from __future__ import annotations
 
-import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = "1"
+from _single_thread import torch  # first: one thread for every library
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the models package
 
-import minigrad as mg  # noqa: E402
-import minigrad.nn.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
-from minigrad.data import DataLoader  # noqa: E402
-from models import paper_bn  # noqa: E402
-from models.nets import paper_mlp  # noqa: E402
+import minigrad as mg
+import minigrad.nn.functional as F
+from minigrad import nn
+from minigrad.data import DataLoader
+from models import paper_bn
+from models.nets import paper_mlp
 
-try:
-    import torch  # noqa: E402
-
-    torch.set_num_threads(1)
-except ImportError:
-    torch = None
 
 LR = paper_bn.DEFAULT_LR
 EVAL_EVERY = 500
