@@ -25,7 +25,8 @@ import secrets
 import struct
 import zipfile
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -135,14 +136,31 @@ def _atomic_write(path: str, entries: list, compression: int) -> None:
     if not os.path.isdir(folder):
         raise MissingFileError(f"save: cannot write {path!r}: the folder {folder!r} does not "
                                 "exist; create it first (os.makedirs)")
+
+    def write_zip(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", compression=compression) as zf:
+            for name, array in entries:
+                _write_array(zf, name, array)
+
+    write_atomic(path, write_zip)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(file)`` on a new temporary file beside ``path``, then rename it over
+    ``path``: a crash at any moment leaves the old file or the new one, never half of one.
+
+    The data reaches the disk before the rename makes it live. If ``write`` (or the disk)
+    fails, the temporary file, ``.<name>.<12 hex digits>.tmp``, is removed and the error
+    raised. Every file minigrad writes (checkpoints, datasets, pictures) goes through here.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, like a plain open() would
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=compression) as zf:
-                for name, array in entries:
-                    _write_array(zf, name, array)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())  # the data must be on disk before the rename makes it live
         os.replace(tmp, path)

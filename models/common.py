@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +27,7 @@ except ImportError:  # Windows has no flock: runs there are not guarded against 
 import numpy as np
 
 import minigrad as mg
+from minigrad.io import write_atomic
 import minigrad.nn.functional as F
 from minigrad import nn
 from minigrad.data import DataLoader
@@ -300,25 +300,12 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 
 
 def _write_atomic(path: str, write: Any) -> None:
-    """Call ``write(binary_file)`` on a temporary file, then rename it over ``path``.
-
-    A run killed mid-write leaves the old file; a failed write (a full disk) leaves no
-    temporary file and raises ``OutputError``.
-    """
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    """``mg.io.write_atomic``: a run killed mid-write leaves the old file; a failed write
+    (a full disk) leaves no temporary file and raises ``OutputError``."""
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(describe_write_error(exc, path)) from None
-        raise
+        write_atomic(path, write)
+    except OSError as exc:
+        raise OutputError(describe_write_error(exc, path)) from None
 
 
 def _write_text_atomic(path: str, text: str) -> None:

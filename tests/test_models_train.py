@@ -252,26 +252,13 @@ def _full_disk_for_saves_after(monkeypatch: pytest.MonkeyPatch, good_saves: int)
 
 def _full_disk_for_text_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """Writing metrics fails with ENOSPC after the file was created (a 0-byte file)."""
-    import builtins
+    real = common.write_atomic
 
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
+    def full(path, write):
+        def no_space(f):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    monkeypatch.setattr(common, "open", lambda *a, **k: Full(builtins.open(*a, **k)),  # noqa: SIM115
-                        raising=False)
+        real(path, no_space)
+    monkeypatch.setattr(common, "write_atomic", full)
 
 
 def _disk_full_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:

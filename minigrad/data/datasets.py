@@ -22,13 +22,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import secrets
 import struct
 import zlib
 
 import numpy as np
 
 from ..errors import DataFileError, MissingFileError
+from ..io import write_atomic
 from ..tensor import Tensor
 from .dataset import Dataset
 
@@ -275,20 +275,9 @@ class FashionMNIST(MNIST):
 
 
 def _write_atomic(path: str, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file, so no half file is left."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{secrets.token_hex(6)}.part"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``payload`` to ``path`` (creating its folder) so that no half file is left."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, lambda f: f.write(payload))
 
 
 __all__ = ["MNIST", "FashionMNIST", "cache_dir", "read_idx"]

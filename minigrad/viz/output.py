@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import graphviz
 
 from ..errors import ArgumentError, ArgumentTypeError, MinigradError
+from ..io import write_atomic as _write_atomic
 
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found, so the picture cannot be rendered. "
@@ -152,17 +152,8 @@ def run_dot(source: str, fmt: str, timeout: float | None, graph: Any = None,
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so a crash leaves no half file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` so that a crash leaves no half file (see `mg.io`)."""
+    _write_atomic(path, lambda f: f.write(data))
 
 
 #: file suffix -> Graphviz output format
