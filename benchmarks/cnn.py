@@ -44,77 +44,57 @@ import numpy as np
 import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad import nn
+from train_step import LR, torch_step  # the same plain SGD step, timed alike
 
 
-LR = 0.1
 BATCH = {"mlp-bn": 60, "lenet-bn": 256, "resnet": 128}
 
 
 # ----------------------------------------------------------------- the networks
-class MgResidual(nn.Module):
-    """conv-BN-ReLU-conv-BN plus the input, then ReLU (channels and size kept)."""
+def residual_block(m: Any) -> type:
+    """conv-BN-ReLU-conv-BN plus the input, then ReLU (channels and size kept), built from
+    the module namespace ``m``: minigrad's ``nn`` or ``torch.nn`` (both tensors have
+    ``.relu()``)."""
 
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
+    class Residual(m.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.conv1 = m.Conv2d(c, c, 3, padding=1, bias=False)
+            self.bn1 = m.BatchNorm2d(c)
+            self.conv2 = m.Conv2d(c, c, 3, padding=1, bias=False)
+            self.bn2 = m.BatchNorm2d(c)
 
-    def forward(self, x: mg.Tensor) -> mg.Tensor:
-        h = self.bn1(self.conv1(x)).relu()
-        return (self.bn2(self.conv2(h)) + x).relu()
+        def forward(self, x: Any) -> Any:
+            h = self.bn1(self.conv1(x)).relu()
+            return (self.bn2(self.conv2(h)) + x).relu()
+
+    return Residual
+
+
+def layers(m: Any, workload: str) -> list:
+    """The workload's layers from ``m`` (minigrad's ``nn`` or ``torch.nn``): one
+    description, so both frameworks build the same network, parameters in one order."""
+    if workload == "mlp-bn":
+        out: list = [m.Flatten()]
+        for i, o in ((784, 100), (100, 100), (100, 100)):
+            out += [m.Linear(i, o), m.BatchNorm1d(o), m.Sigmoid()]
+        return [*out, m.Linear(100, 10)]
+    if workload == "lenet-bn":  # d2l's LeNet with BatchNorm
+        return [m.Conv2d(1, 6, 5), m.BatchNorm2d(6), m.Sigmoid(), m.AvgPool2d(2),
+                m.Conv2d(6, 16, 5), m.BatchNorm2d(16), m.Sigmoid(), m.AvgPool2d(2),
+                m.Flatten(), m.Linear(256, 120), m.BatchNorm1d(120), m.Sigmoid(),
+                m.Linear(120, 84), m.BatchNorm1d(84), m.Sigmoid(), m.Linear(84, 10)]
+    res = residual_block(m)
+    return [m.Conv2d(1, 16, 3, padding=1, bias=False), m.BatchNorm2d(16), m.ReLU(),
+            m.MaxPool2d(2), res(16), res(16), m.AvgPool2d(14), m.Flatten(), m.Linear(16, 10)]
 
 
 def minigrad_net(workload: str) -> nn.Module:
-    if workload == "mlp-bn":
-        layers: list = [nn.Flatten()]
-        for i, o in ((784, 100), (100, 100), (100, 100)):
-            layers += [nn.Linear(i, o), nn.BatchNorm1d(o), nn.Sigmoid()]
-        return nn.Sequential(*layers, nn.Linear(100, 10))
-    if workload == "lenet-bn":
-        return nn.Sequential(
-            nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.Sigmoid(), nn.AvgPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16), nn.Sigmoid(), nn.AvgPool2d(2),
-            nn.Flatten(), nn.Linear(256, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
-            nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(), nn.Linear(84, 10))
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.MaxPool2d(2), MgResidual(16), MgResidual(16), nn.AvgPool2d(14), nn.Flatten(),
-        nn.Linear(16, 10))
+    return nn.Sequential(*layers(nn, workload))
 
 
 def torch_net(workload: str, weights: list[np.ndarray]) -> Any:
-    tnn = torch.nn
-
-    class Residual(tnn.Module):
-        def __init__(self, c: int) -> None:
-            super().__init__()
-            self.conv1 = tnn.Conv2d(c, c, 3, padding=1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(c)
-            self.conv2 = tnn.Conv2d(c, c, 3, padding=1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(c)
-
-        def forward(self, x: Any) -> Any:
-            h = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(h)) + x)
-
-    if workload == "mlp-bn":
-        layers: list = [tnn.Flatten()]
-        for i, o in ((784, 100), (100, 100), (100, 100)):
-            layers += [tnn.Linear(i, o), tnn.BatchNorm1d(o), tnn.Sigmoid()]
-        net = tnn.Sequential(*layers, tnn.Linear(100, 10))
-    elif workload == "lenet-bn":
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 6, 5), tnn.BatchNorm2d(6), tnn.Sigmoid(), tnn.AvgPool2d(2),
-            tnn.Conv2d(6, 16, 5), tnn.BatchNorm2d(16), tnn.Sigmoid(), tnn.AvgPool2d(2),
-            tnn.Flatten(), tnn.Linear(256, 120), tnn.BatchNorm1d(120), tnn.Sigmoid(),
-            tnn.Linear(120, 84), tnn.BatchNorm1d(84), tnn.Sigmoid(), tnn.Linear(84, 10))
-    else:
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 16, 3, padding=1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU(),
-            tnn.MaxPool2d(2), Residual(16), Residual(16), tnn.AvgPool2d(14), tnn.Flatten(),
-            tnn.Linear(16, 10))
+    net = torch.nn.Sequential(*layers(torch.nn, workload))
     params = list(net.parameters())
     if len(params) != len(weights):
         raise SystemExit(f"{workload}: torch has {len(params)} parameters, minigrad "
@@ -133,17 +113,6 @@ def minigrad_step(net: nn.Module, params: list, x: mg.Tensor, y: np.ndarray) -> 
     loss.backward()
     for p in params:  # plain SGD in place, as mg.optim.SGD does
         p.data -= LR * p.grad.data
-    return loss.item()
-
-
-def torch_step(net: Any, params: list, x: Any, y: Any) -> float:
-    for p in params:
-        p.grad = None
-    loss = torch.nn.functional.cross_entropy(net(x), y)
-    loss.backward()
-    with torch.no_grad():
-        for p in params:
-            p.sub_(p.grad, alpha=LR)
     return loss.item()
 
 
