@@ -139,9 +139,27 @@ def plot_sweep(out: Path, runs: list[dict[str, Any]], lrs: Sequence[float],
     import matplotlib.pyplot as plt
 
     shape = (len(lrs), len(scales))
-    paths = []
-    fig, axes = plt.subplots(*shape, figsize=(3.2 * shape[1], 2.5 * shape[0]), dpi=110,
-                             squeeze=False, sharex=True)
+
+    def grid() -> tuple[Any, Any]:  # one panel per (learning rate, scale) cell
+        return plt.subplots(*shape, figsize=(3.2 * shape[1], 2.5 * shape[0]), dpi=110,
+                            squeeze=False, sharex=True)
+
+    def finish(fig: Any, axes: Any, title: str, name: str) -> Path:
+        for k, bn in enumerate(runs[1::2]):
+            ax = axes[k // shape[1], k % shape[1]]
+            ax.set_title(f"lr {bn['spec']['lr']:g}, scale {bn['spec']['weight_scale']:g}",
+                         fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        for ax in axes[-1]:
+            ax.set_xlabel("step", fontsize=8)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)
+        return out / name
+
+    fig, axes = grid()
     for k, (plain, bn) in enumerate(zip(runs[0::2], runs[1::2])):
         ax = axes[k // shape[1], k % shape[1]]
         for r, color, label in ((plain, "C1", "without BN"), (bn, "C0", "with BN")):
@@ -149,23 +167,13 @@ def plot_sweep(out: Path, runs: list[dict[str, Any]], lrs: Sequence[float],
             for j, style in enumerate(("--", "-", "--")):
                 ax.plot(r["step"], pct[:, j], style, color=color, linewidth=1.1,
                         label=label if j == 1 else "_nolegend_")
-        ax.set_title(f"lr {bn['spec']['lr']:g}, scale {bn['spec']['weight_scale']:g}",
-                     fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)
-    for ax in axes[-1]:
-        ax.set_xlabel("step", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("sigmoid input (unit 0)", fontsize=8)
-    fig.suptitle("15th / 50th / 85th percentiles of a last-layer sigmoid input", fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "study_percentiles.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    paths = [finish(fig, axes, "15th / 50th / 85th percentiles of a last-layer sigmoid input",
+                    "study_percentiles.png")]
 
-    fig, axes = plt.subplots(*shape, figsize=(3.2 * shape[1], 2.5 * shape[0]), dpi=110,
-                             squeeze=False, sharex=True)
+    fig, axes = grid()
     for k, bn in enumerate(runs[1::2]):
         ax = axes[k // shape[1], k % shape[1]]
         g, b = np.asarray(bn["gamma"]), np.asarray(bn["beta"])
@@ -173,18 +181,9 @@ def plot_sweep(out: Path, runs: list[dict[str, Any]], lrs: Sequence[float],
         ax.plot(bn["step"], b[:, 0], "-", color="C3", label="beta, unit 0")
         ax.plot(bn["step"], np.median(g, axis=1), ":", color="C0", label="gamma, median unit")
         ax.plot(bn["step"], np.median(b, axis=1), ":", color="C3", label="beta, median unit")
-        ax.set_title(f"lr {bn['spec']['lr']:g}, scale {bn['spec']['weight_scale']:g}",
-                     fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=6)
-    for ax in axes[-1]:
-        ax.set_xlabel("step", fontsize=8)
-    fig.suptitle("learned gamma and beta of the last BN layer", fontsize=10)
-    fig.tight_layout()
-    paths.append(out / "study_gamma_beta.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    paths.append(finish(fig, axes, "learned gamma and beta of the last BN layer",
+                        "study_gamma_beta.png"))
     return paths
 
 
