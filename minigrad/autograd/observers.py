@@ -50,26 +50,30 @@ _backward_watched = [0]  # how many backward observers, all threads together
 _count_lock = threading.Lock()
 
 
-# Guards the count of observers across threads (``+=`` on it is not atomic).
-_count_lock = threading.Lock()
-
-
-def add(observer: Observer) -> None:
-    """Call ``observer(record)`` for every record this thread makes from now on."""
-    _local.on_record.append(observer)
+def _listen(hooks: list, count: list, observer: Any) -> None:
+    hooks.append(observer)
     with _count_lock:
-        _observed[0] += 1
+        count[0] += 1
 
 
-def remove(observer: Observer) -> None:
-    """Stop calling ``observer`` (the most recently added entry of it goes)."""
-    hooks = _local.on_record
+def _unlisten(hooks: list, count: list, observer: Any) -> None:
+    """Drop the most recent entry of ``observer`` from ``hooks`` (if any)."""
     for k in range(len(hooks) - 1, -1, -1):
         if hooks[k] is observer:
             del hooks[k]
             with _count_lock:
-                _observed[0] -= 1
+                count[0] -= 1
             return
+
+
+def add(observer: Observer) -> None:
+    """Call ``observer(record)`` for every record this thread makes from now on."""
+    _listen(_local.on_record, _observed, observer)
+
+
+def remove(observer: Observer) -> None:
+    """Stop calling ``observer`` (the most recently added entry of it goes)."""
+    _unlisten(_local.on_record, _observed, observer)
 
 
 def active() -> tuple:
@@ -90,20 +94,12 @@ def observing(observer: Observer) -> Iterator[None]:
 def add_backward(observer: BackwardObserver) -> None:
     """Call ``observer(record, grads_in, grads_out)`` for every VJP this thread's
     backward passes run from now on."""
-    _backward.on_backward.append(observer)
-    with _count_lock:
-        _backward_watched[0] += 1
+    _listen(_backward.on_backward, _backward_watched, observer)
 
 
 def remove_backward(observer: BackwardObserver) -> None:
     """Stop calling ``observer`` (the most recently added entry of it goes)."""
-    hooks = _backward.on_backward
-    for k in range(len(hooks) - 1, -1, -1):
-        if hooks[k] is observer:
-            del hooks[k]
-            with _count_lock:
-                _backward_watched[0] -= 1
-            return
+    _unlisten(_backward.on_backward, _backward_watched, observer)
 
 
 @contextmanager
